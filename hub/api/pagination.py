@@ -1,0 +1,72 @@
+"""Cursor pagination on time-ordered ids: newest first, ``limit`` 1..100, ``starting_after`` or
+``ending_before`` an id from a previous page. Stable under inserts, one indexed range scan."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db.models import QuerySet
+from drf_spectacular.utils import OpenApiParameter
+from rest_framework.request import Request
+
+from hub import errors
+
+DEFAULT_LIMIT = 10
+MAX_LIMIT = 100
+
+LIST_PARAMETERS = [
+    OpenApiParameter("limit", int, description=f"1 to {MAX_LIMIT}, default {DEFAULT_LIMIT}"),
+    OpenApiParameter(
+        "starting_after", str, description="id of the last object of the previous page"
+    ),
+    OpenApiParameter("ending_before", str, description="id of the first object of the next page"),
+]
+
+
+def _limit(request: Request) -> int:
+    raw = request.query_params.get("limit")
+    if raw is None:
+        return DEFAULT_LIMIT
+    if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
+        raise errors.InvalidRequest(
+            f"limit must be an integer from 1 to {MAX_LIMIT}.",
+            code="parameter_invalid",
+            param="limit",
+        )
+    return int(raw)
+
+
+def _cursor(request: Request, name: str) -> str | None:
+    value = request.query_params.get(name)
+    if value is None:
+        return None
+    if not value or len(value) > 40 or not value.replace("_", "").isalnum():
+        raise errors.InvalidRequest(
+            f"{name} must be an object id.", code="parameter_invalid", param=name
+        )
+    return value
+
+
+def paginate(request: Request, queryset: QuerySet[Any]) -> tuple[list[Any], bool]:
+    """One page of ``queryset`` (ordered by id, newest first) and whether more lie beyond it."""
+    limit = _limit(request)
+    after = _cursor(request, "starting_after")
+    before = _cursor(request, "ending_before")
+    if after and before:
+        raise errors.InvalidRequest(
+            "Use starting_after or ending_before, not both.",
+            code="parameter_invalid",
+            param="ending_before",
+        )
+    if before:
+        rows = list(queryset.filter(pk__gt=before).order_by("pk")[: limit + 1])
+        has_more = len(rows) > limit
+        return list(reversed(rows[:limit])), has_more
+    if after:
+        queryset = queryset.filter(pk__lt=after)
+    rows = list(queryset.order_by("-pk")[: limit + 1])
+    return rows[:limit], len(rows) > limit
+
+
+def list_body(data: Any, has_more: bool, url: str) -> dict[str, Any]:
+    return {"object": "list", "data": data, "has_more": has_more, "url": url}

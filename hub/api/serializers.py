@@ -1,0 +1,129 @@
+"""Building blocks every endpoint's serializers use: strict input, money, metadata, ids, times."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from hub import errors
+from hub.conf import hub_settings
+from hub.money import check_currency, format_amount, parse_amount
+
+
+class StrictSerializer(serializers.Serializer):
+    """Input serializer that refuses fields it does not know, so a typo is an error, not a no-op."""
+
+    def to_internal_value(self, data: Any) -> Any:
+        if not isinstance(data, Mapping):
+            raise errors.InvalidRequest("Expected a JSON object.", code="parameter_invalid")
+        unknown = sorted(set(data) - set(self.fields))
+        if unknown:
+            raise errors.InvalidRequest(
+                f"Unknown parameter: {unknown[0]}.", code="parameter_unknown", param=unknown[0]
+            )
+        return super().to_internal_value(data)
+
+
+@extend_schema_field(
+    {
+        "type": "object",
+        "properties": {
+            "amount": {"type": "string", "example": "1234.50"},
+            "currency": {"type": "string", "example": "CNY"},
+        },
+        "required": ["amount", "currency"],
+    }
+)
+class MoneyField(serializers.Field):
+    """``{"amount": "1234.50", "currency": "CNY"}`` <-> ``(minor_units, currency)``."""
+
+    def __init__(self, *, allow_zero: bool = False, allow_negative: bool = False, **kwargs: Any):
+        self.allow_zero = allow_zero
+        self.allow_negative = allow_negative
+        super().__init__(**kwargs)
+
+    def to_internal_value(self, data: Any) -> tuple[int, str]:
+        name = self.field_name or "amount"
+        if not isinstance(data, Mapping) or set(data) != {"amount", "currency"}:
+            raise errors.InvalidRequest(
+                'Money is {"amount": "<decimal string>", "currency": "<ISO 4217>"}.',
+                code="parameter_invalid",
+                param=name,
+            )
+        currency = check_currency(data["currency"], param=f"{name}.currency")
+        minor = parse_amount(
+            data["amount"],
+            currency,
+            param=f"{name}.amount",
+            allow_zero=self.allow_zero,
+            allow_negative=self.allow_negative,
+        )
+        return minor, currency
+
+    def to_representation(self, value: tuple[int, str]) -> dict[str, str]:
+        minor, currency = value
+        return {"amount": format_amount(minor, currency), "currency": currency}
+
+
+@extend_schema_field({"type": "object", "additionalProperties": {"type": "string"}})
+class MetadataField(serializers.Field):
+    """A bounded map of string keys to string values, for the caller's own references."""
+
+    def to_internal_value(self, data: Any) -> dict[str, str]:
+        name = self.field_name or "metadata"
+        if not isinstance(data, Mapping):
+            raise errors.InvalidRequest(
+                "metadata must be an object.", code="parameter_invalid", param=name
+            )
+        if len(data) > hub_settings.METADATA_MAX_KEYS:
+            raise errors.InvalidRequest(
+                f"metadata has at most {hub_settings.METADATA_MAX_KEYS} keys.",
+                code="metadata_too_large",
+                param=name,
+            )
+        for key, value in data.items():
+            if not key or len(key) > hub_settings.METADATA_MAX_KEY_LENGTH:
+                raise errors.InvalidRequest(
+                    f"metadata keys have 1 to {hub_settings.METADATA_MAX_KEY_LENGTH} characters.",
+                    code="metadata_invalid",
+                    param=f"{name}.{key}",
+                )
+            if not isinstance(value, str) or len(value) > hub_settings.METADATA_MAX_VALUE_LENGTH:
+                raise errors.InvalidRequest(
+                    f"metadata values are strings of at most "
+                    f"{hub_settings.METADATA_MAX_VALUE_LENGTH} characters.",
+                    code="metadata_invalid",
+                    param=f"{name}.{key}",
+                )
+        return dict(data)
+
+    def to_representation(self, value: Any) -> Any:
+        return value
+
+
+class TimestampField(serializers.DateTimeField):
+    """ISO 8601 in UTC with a Z, for every ``*_at`` the API shows."""
+
+    def to_representation(self, value: datetime | None) -> str | None:  # type: ignore[override]
+        if value is None:
+            return None
+        return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+@extend_schema_field(OpenApiTypes.STR)
+class ObjectTypeField(serializers.Field):
+    """The constant ``object`` member every API object carries."""
+
+    def __init__(self, name: str, **kwargs: Any) -> None:
+        self.object_name = name
+        kwargs["source"] = "*"
+        kwargs["read_only"] = True
+        super().__init__(**kwargs)
+
+    def to_representation(self, value: Any) -> str:
+        return self.object_name

@@ -1,0 +1,8 @@
+from django.apps import AppConfig
+
+
+class HubConfig(AppConfig):
+    name = "hub"
+    label = "hub"
+    verbose_name = "Settlement hub core"
+    default_auto_field = "django.db.models.BigAutoField"

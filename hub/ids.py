@@ -1,0 +1,52 @@
+"""Prefixed, time-ordered object ids: ``evt_01jd3k...``.
+
+48 bits of milliseconds then 80 random bits, in lower-case Crockford base32, fixed width, so that
+ids sort by creation time as strings and cursor pagination can page on the id alone.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+
+_ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"
+_WIDTH = 26  # 130 bits >= 128
+
+
+def _encode(value: int) -> str:
+    chars = []
+    for _ in range(_WIDTH):
+        value, rem = divmod(value, 32)
+        chars.append(_ALPHABET[rem])
+    return "".join(reversed(chars))
+
+
+def new_id(prefix: str) -> str:
+    value = (time.time_ns() // 1_000_000) << 80 | secrets.randbits(80)
+    return f"{prefix}_{_encode(value)}"
+
+
+def is_valid_id(prefix: str, value: object) -> bool:
+    if not isinstance(value, str) or not value.startswith(prefix + "_"):
+        return False
+    body = value[len(prefix) + 1 :]
+    return len(body) == _WIDTH and all(c in _ALPHABET for c in body)
+
+
+class IdFactory:
+    """A picklable default for a model's primary key (``default=IdFactory("evt")``)."""
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+
+    def __call__(self) -> str:
+        return new_id(self.prefix)
+
+    def deconstruct(self) -> tuple[str, tuple[str], dict[str, object]]:
+        return ("hub.ids.IdFactory", (self.prefix,), {})
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, IdFactory) and other.prefix == self.prefix
+
+    def __hash__(self) -> int:
+        return hash(self.prefix)

@@ -1,0 +1,93 @@
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from django.core.exceptions import RequestDataTooBig
+from django.http import HttpRequest, HttpResponse
+
+from hub import errors
+from hub.api.errors import error_response
+from hub.ids import new_id
+from hub.services.audit import audit_record
+
+logger = logging.getLogger("hub.audit")
+
+WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+Handler = Callable[[HttpRequest], HttpResponse]
+
+
+class RequestIdMiddleware:
+    """Every response carries ``Request-Id``; errors and the audit trail quote the same id."""
+
+    def __init__(self, get_response: Handler) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        request.request_id = new_id("req")  # type: ignore[attr-defined]
+        response = self.get_response(request)
+        response["Request-Id"] = request.request_id  # type: ignore[attr-defined]
+        return response
+
+
+class BodyLimitMiddleware:
+    """Refuse bodies over ``DATA_UPLOAD_MAX_MEMORY_SIZE`` with 413 before anything parses them."""
+
+    def __init__(self, get_response: Handler) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        from django.conf import settings
+
+        if request.method in WRITE_METHODS:
+            limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+            declared = request.META.get("CONTENT_LENGTH") or "0"
+            too_big = not declared.isdigit() or int(declared) > limit
+            if not too_big:
+                try:
+                    too_big = len(request.body) > limit
+                except RequestDataTooBig:
+                    too_big = True
+            if too_big:
+                return error_response(
+                    errors.PayloadTooLarge(f"Request bodies are limited to {limit} bytes."), request
+                )
+        return self.get_response(request)
+
+
+class AuditTrailMiddleware:
+    """One audit row for every authenticated write, whatever its outcome."""
+
+    def __init__(self, get_response: Handler) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        response = self.get_response(request)
+        principal = getattr(request, "hub_principal", None)
+        if request.method in WRITE_METHODS and principal is not None:
+            audit_record(
+                actor=principal,
+                method=request.method or "",
+                path=request.path,
+                status_code=response.status_code,
+                object_id=_object_id(response),
+                user_agent=request.headers.get("User-Agent", ""),
+                idempotency_key=request.headers.get("Idempotency-Key", ""),
+            )
+        return response
+
+
+def _object_id(response: HttpResponse) -> str:
+    if response.status_code >= 300:
+        return ""
+    data: Any = getattr(response, "data", None)
+    if data is None and response.get("Content-Type", "").startswith("application/json"):
+        try:
+            data = json.loads(response.content)
+        except ValueError:
+            return ""
+    if isinstance(data, dict) and isinstance(data.get("id"), str):
+        return str(data["id"])[:40]
+    return ""

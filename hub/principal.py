@@ -1,0 +1,46 @@
+"""Who is calling: the authenticated participant, the key it used and the key's mode.
+
+Services take it as ``actor`` so that every write knows who made it and under which request.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from hub.models import ApiKey, Participant, Role
+
+
+@dataclass(frozen=True)
+class Principal:
+    participant: Participant
+    api_key: ApiKey | None
+    livemode: bool
+    scopes: frozenset[str]
+    request_id: str = ""
+    ip_address: str | None = field(default=None, compare=False)
+
+    @property
+    def role(self) -> str:
+        return self.participant.role
+
+    @property
+    def is_operator(self) -> bool:
+        return self.participant.role == Role.OPERATOR
+
+    # DRF treats request.user as a user object.
+    @property
+    def is_authenticated(self) -> bool:
+        return True
+
+
+# Scopes each role's keys may carry. A key carries its role's full set unless it was issued with
+# a narrower list. Endpoints name the one scope they need.
+READ_SCOPES = frozenset(
+    {"participants:read", "api_keys:read", "events:read", "webhooks:read", "audit:read"}
+)
+ROLE_SCOPES: dict[str, frozenset[str]] = {
+    role: READ_SCOPES | {"api_keys:write", "webhooks:write"} for role in Role.values
+}
+ROLE_SCOPES[Role.OPERATOR] = ROLE_SCOPES[Role.OPERATOR] | {"participants:write"}
+# A regulator never writes data; it may still look after its own keys.
+ROLE_SCOPES[Role.REGULATOR] = READ_SCOPES | {"api_keys:write"}

@@ -1,0 +1,90 @@
+"""The sandbox participants: one per role, with registration ids whose check characters are
+computed, not made up, so that they pass the same validation as real ones."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from hub.models import Participant, Role
+from hub.registration import brn_check_digit, org_code_check_char, uscc_check_char
+
+
+def make_uscc(region: str, org8: str) -> str:
+    """A unified social credit code for a company (91...) in ``region`` (6 digits)."""
+    org = org8 + org_code_check_char(org8)
+    first17 = "91" + region + org
+    return first17 + uscc_check_char(first17)
+
+
+def make_brn(first9: str) -> str:
+    return first9 + brn_check_digit(first9)
+
+
+@dataclass(frozen=True)
+class SandboxParticipant:
+    role: str
+    legal_name: str
+    country: str
+    registration_id: str
+
+
+SANDBOX = [
+    SandboxParticipant(
+        Role.OPERATOR,
+        "Weihai Cross-Border Settlement Hub Operator (Sandbox)",
+        "CN",
+        make_uscc("371000", "MA3CBX01"),
+    ),
+    SandboxParticipant(
+        Role.MERCHANT,
+        "Weihai Seaside Trading Co., Ltd. (Sandbox)",
+        "CN",
+        make_uscc("371002", "MA3CBX02"),
+    ),
+    SandboxParticipant(
+        Role.PAYMENT_INSTITUTION,
+        "Incheon Easy Pay Co., Ltd. (Sandbox)",
+        "KR",
+        make_brn("131860001"),
+    ),
+    SandboxParticipant(
+        Role.BANK,
+        "Shandong Weihai Commercial Bank (Sandbox)",
+        "CN",
+        make_uscc("371000", "MA3CBX03"),
+    ),
+    SandboxParticipant(
+        Role.INSURER,
+        "Yellow Sea Export Credit Insurance (Sandbox)",
+        "CN",
+        make_uscc("370200", "MA3CBX04"),
+    ),
+    SandboxParticipant(
+        Role.REGULATOR,
+        "Forex Administration, Weihai Branch (Sandbox)",
+        "CN",
+        make_uscc("371000", "MA3CBX05"),
+    ),
+]
+
+
+def sandbox_participants() -> list[Participant]:
+    """Create the sandbox participants that do not exist yet; return all of them."""
+    from hub.services.participants import participant_register
+
+    result = []
+    for spec in SANDBOX:
+        existing = Participant.objects.filter(
+            country=spec.country, registration_id=spec.registration_id
+        ).first()
+        result.append(
+            existing
+            or participant_register(
+                role=spec.role,
+                legal_name=spec.legal_name,
+                country=spec.country,
+                registration_id=spec.registration_id,
+                metadata={"sandbox": "true"},
+            )
+        )
+    return result

@@ -1,0 +1,57 @@
+"""Events: written in the transaction of the change they describe (a transactional outbox) and
+fanned out to webhook endpoints by a task sent after commit; the relay task catches any event
+whose hand-off was lost."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db import transaction
+
+from hub.jobs import enqueue_after_commit
+from hub.models import Event, Participant
+from hub.principal import Principal
+
+# Every event type the hub emits. Webhook endpoints subscribe to these (or "*").
+EVENT_TYPES: set[str] = {
+    "participant.created",
+    "participant.updated",
+    "api_key.created",
+    "api_key.revoked",
+    "api_key.rotated",
+    "webhook_endpoint.created",
+    "webhook_endpoint.updated",
+}
+
+
+def register_event_types(*types: str) -> None:
+    """Later apps add their own types at import time."""
+    EVENT_TYPES.update(types)
+
+
+def event_emit(
+    *,
+    type: str,
+    owner: Participant,
+    data: dict[str, Any],
+    actor: Principal | None = None,
+    livemode: bool | None = None,
+) -> Event:
+    if type not in EVENT_TYPES:
+        raise ValueError(f"unregistered event type {type!r}")
+    if not transaction.get_connection().in_atomic_block:
+        raise RuntimeError("events are written inside the transaction of the change")
+    mode = actor.livemode if actor is not None else livemode
+    if mode is None:
+        raise ValueError("an event needs a mode: pass actor or livemode")
+    event = Event.objects.create(
+        type=type,
+        participant=owner,
+        livemode=mode,
+        data=data,
+        request_id=actor.request_id if actor is not None else "",
+    )
+    from hub.tasks import event_dispatch_task
+
+    enqueue_after_commit(event_dispatch_task, event_id=event.pk)
+    return event

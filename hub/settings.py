@@ -1,0 +1,233 @@
+"""Settings for the hub. The environment is read here and nowhere else.
+
+Two modes:
+- development (default): SQLite in WAL mode and a file-system Celery broker under HUB_DATA_DIR,
+  so a fresh machine needs no server;
+- production (HUB_ENV=production): PostgreSQL and Redis from DATABASE_URL and CELERY_BROKER_URL,
+  and the process refuses to start without its secrets.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+from django.core.exceptions import ImproperlyConfigured
+
+ENV = os.environ.get("HUB_ENV", "development")
+if ENV not in {"development", "production"}:
+    raise ImproperlyConfigured(f"HUB_ENV must be 'development' or 'production', not {ENV!r}")
+PRODUCTION = ENV == "production"
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+DATA_DIR = Path(os.environ.get("HUB_DATA_DIR", "var")).resolve()
+DATA_DIR.mkdir(parents=True, exist_ok=True)
+
+
+def _required(name: str, dev_default: str) -> str:
+    value = os.environ.get(name, "")
+    if value:
+        return value
+    if PRODUCTION:
+        raise ImproperlyConfigured(f"{name} must be set when HUB_ENV=production")
+    return dev_default
+
+
+SECRET_KEY = _required("HUB_SECRET_KEY", "dev-only-not-secret-" + "x" * 40)
+# Keyed hash of API keys and webhook secrets at rest; separate from SECRET_KEY so that either can
+# be rotated on its own schedule.
+API_KEY_PEPPER = _required("HUB_API_KEY_PEPPER", "dev-only-pepper")
+if PRODUCTION and not os.environ.get("HUB_ENCRYPTION_KEYS"):
+    raise ImproperlyConfigured("HUB_ENCRYPTION_KEYS must be set when HUB_ENV=production")
+if PRODUCTION and (len(SECRET_KEY) < 32 or len(API_KEY_PEPPER) < 32):
+    raise ImproperlyConfigured("HUB_SECRET_KEY and HUB_API_KEY_PEPPER need at least 32 characters")
+DEBUG = False
+ALLOWED_HOSTS = [
+    h.strip()
+    for h in _required("HUB_ALLOWED_HOSTS", "localhost,127.0.0.1,[::1],testserver").split(",")
+    if h.strip()
+]
+
+
+def database_from_url(url: str) -> dict[str, object]:
+    """``postgres://user:pass@host:port/name?opt=v`` or ``sqlite:///path`` as a DATABASES entry."""
+    parts = urlsplit(url)
+    options = dict(parse_qsl(parts.query))
+    if parts.scheme in {"postgres", "postgresql", "pgsql"}:
+        return {
+            "ENGINE": "django.db.backends.postgresql",
+            "NAME": unquote(parts.path.lstrip("/")) or "hub",
+            "USER": unquote(parts.username or ""),
+            "PASSWORD": unquote(parts.password or ""),
+            "HOST": parts.hostname or "",
+            "PORT": str(parts.port or ""),
+            "CONN_MAX_AGE": int(os.environ.get("HUB_DB_CONN_MAX_AGE", "60")),
+            "CONN_HEALTH_CHECKS": True,
+            "OPTIONS": options,
+        }
+    if parts.scheme == "sqlite":
+        return _sqlite(Path(unquote(parts.path)))
+    raise ImproperlyConfigured(f"DATABASE_URL scheme {parts.scheme!r} is not supported")
+
+
+def _sqlite(path: Path) -> dict[str, object]:
+    return {
+        "ENGINE": "django.db.backends.sqlite3",
+        "NAME": str(path),
+        # A file, not memory, so that a worker process started by a test shares the database.
+        "TEST": {"NAME": str(path.with_name("test_" + path.name))},
+        "OPTIONS": {
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+            "transaction_mode": "IMMEDIATE",
+            "timeout": 30,
+        },
+    }
+
+
+_db_url = os.environ.get("DATABASE_URL", "")
+if PRODUCTION and not _db_url.startswith(("postgres://", "postgresql://")):
+    raise ImproperlyConfigured(
+        "DATABASE_URL must name a PostgreSQL database when HUB_ENV=production"
+    )
+DATABASES = {
+    "default": database_from_url(_db_url) if _db_url else _sqlite(DATA_DIR / "hub.sqlite3")
+}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+INSTALLED_APPS = [
+    "django.contrib.contenttypes",
+    "django.contrib.auth",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "hub",
+]
+
+MIDDLEWARE = [
+    "hub.middleware.RequestIdMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "hub.middleware.BodyLimitMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "hub.middleware.AuditTrailMiddleware",
+]
+
+ROOT_URLCONF = "hub.urls"
+WSGI_APPLICATION = "hub.wsgi.application"
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {"context_processors": ["django.template.context_processors.request"]},
+    }
+]
+STATIC_URL = "/static/"
+# The docs UI's files ship inside drf-spectacular-sidecar and are served from there (offline, no
+# collectstatic step).
+WHITENOISE_USE_FINDERS = True
+WHITENOISE_AUTOREFRESH = False
+
+USE_TZ = True
+TIME_ZONE = "UTC"
+LANGUAGE_CODE = "en"
+APPEND_SLASH = False
+
+# One MiB per request body: larger bodies are refused with 413 before anything is parsed.
+DATA_UPLOAD_MAX_MEMORY_SIZE = 1024 * 1024
+DATA_UPLOAD_MAX_NUMBER_FIELDS = 1000
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": ["hub.api.auth.ApiKeyAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["hub.api.permissions.RolePermission"],
+    "DEFAULT_PARSER_CLASSES": ["hub.api.parsers.StrictJSONParser"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "EXCEPTION_HANDLER": "hub.api.errors.exception_handler",
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "UNAUTHENTICATED_USER": None,
+    "DEFAULT_THROTTLE_CLASSES": [],
+    "COERCE_DECIMAL_TO_STRING": True,
+}
+
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Settlement hub API",
+    "DESCRIPTION": "Cross-border e-commerce settlement between China and Korea.",
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
+    "APPEND_COMPONENTS": {
+        "securitySchemes": {"ApiKey": {"type": "http", "scheme": "bearer"}},
+    },
+    "SECURITY": [{"ApiKey": []}],
+}
+
+# Celery. The default broker keeps its messages in files under HUB_DATA_DIR, so that a real worker
+# and beat run with no server; production sets CELERY_BROKER_URL (Redis or RabbitMQ).
+BROKER_DIR = DATA_DIR / "broker"
+CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "")
+if PRODUCTION and not CELERY_BROKER_URL:
+    raise ImproperlyConfigured("CELERY_BROKER_URL must be set when HUB_ENV=production")
+if not CELERY_BROKER_URL:
+    CELERY_BROKER_URL = "filesystem://"
+    for _folder in ("queue", "control"):
+        (BROKER_DIR / _folder).mkdir(parents=True, exist_ok=True)
+    CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, object] = {
+        "data_folder_in": str(BROKER_DIR / "queue"),
+        "data_folder_out": str(BROKER_DIR / "queue"),
+        "control_folder": str(BROKER_DIR / "control"),
+        "store_processed": False,
+    }
+else:
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
+CELERY_TASK_DEFAULT_QUEUE = os.environ.get("HUB_CELERY_QUEUE", "hub")
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_TIMEZONE = "UTC"
+CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
+
+
+def _float_list(name: str, default: str) -> list[float]:
+    raw = os.environ.get(name, default)
+    try:
+        return [float(x) for x in raw.split(",") if x.strip()]
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"{name} must be comma-separated seconds") from exc
+
+
+# The hub's own knobs, read through hub.conf.hub_settings.
+HUB = {
+    # Standard Webhooks' suggested schedule: immediately, 5 s, 5 min, 30 min, 2 h, 5 h, 10 h,
+    # 10 h, then every 12 h until three days have passed since the first attempt.
+    "WEBHOOK_RETRY_SCHEDULE": _float_list(
+        "HUB_WEBHOOK_RETRY_SCHEDULE",
+        "5,300,1800,7200,18000,36000,36000,43200,43200,43200",
+    ),
+    "WEBHOOK_TIMEOUT": float(os.environ.get("HUB_WEBHOOK_TIMEOUT", "10")),
+    "WEBHOOK_SWEEP_SECONDS": float(os.environ.get("HUB_WEBHOOK_SWEEP_SECONDS", "5")),
+    # Receivers on private or loopback addresses are refused unless this is set (sandbox, tests).
+    "WEBHOOK_ALLOW_PRIVATE": os.environ.get("HUB_WEBHOOK_ALLOW_PRIVATE", "" if PRODUCTION else "1")
+    == "1",
+    "IDEMPOTENCY_TTL_SECONDS": 24 * 3600,
+    "API_KEY_ROTATION_MAX_OVERLAP_SECONDS": 7 * 24 * 3600,
+    "API_KEY_LAST_USED_RESOLUTION_SECONDS": 60,
+    "CURRENCIES": ("CNY", "KRW", "USD"),
+    "METADATA_MAX_KEYS": 50,
+    "METADATA_MAX_KEY_LENGTH": 40,
+    "METADATA_MAX_VALUE_LENGTH": 500,
+}
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": os.environ.get("HUB_LOG_LEVEL", "WARNING")},
+    "loggers": {"hub": {"level": os.environ.get("HUB_LOG_LEVEL", "INFO")}},
+}

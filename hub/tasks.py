@@ -1,0 +1,37 @@
+"""Celery tasks: ids in, state re-read, act only from the state expected."""
+
+from __future__ import annotations
+
+import os
+
+from celery import shared_task
+
+from hub.services.idempotency import idempotency_purge
+from hub.services.webhooks import event_dispatch, webhook_attempt, webhook_sweep
+
+
+@shared_task(name="hub.event_dispatch")
+def event_dispatch_task(*, event_id: str) -> int:
+    return event_dispatch(event_id=event_id)
+
+
+@shared_task(name="hub.webhook_attempt")
+def webhook_attempt_task(*, delivery_id: str, attempt: int) -> str | None:
+    return webhook_attempt(delivery_id=delivery_id, attempt=attempt)
+
+
+@shared_task(name="hub.webhook_sweep")
+def webhook_sweep_task() -> tuple[int, int]:
+    return webhook_sweep()
+
+
+@shared_task(name="hub.idempotency_purge")
+def idempotency_purge_task() -> int:
+    return idempotency_purge()
+
+
+@shared_task(name="hub.ping")
+def ping_task(*, path: str) -> None:
+    """Touches a file: lets tests and ``hub serve`` see that a worker consumes the queue."""
+    with open(path, "w") as handle:
+        handle.write(str(os.getpid()))
