@@ -6,3 +6,6 @@ class HubConfig(AppConfig):
     label = "hub"
     verbose_name = "Settlement hub core"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from hub.api import schema  # noqa: F401  (registers the OpenAPI auth extension)

@@ -67,7 +67,8 @@ def database_from_url(url: str) -> dict[str, object]:
             "OPTIONS": options,
         }
     if parts.scheme == "sqlite":
-        return _sqlite(Path(unquote(parts.path)))
+        # sqlite:///relative.sqlite3 and sqlite:////absolute/path.sqlite3, as SQLAlchemy reads them
+        return _sqlite(Path(unquote(parts.path)[1:]).resolve())
     raise ImproperlyConfigured(f"DATABASE_URL scheme {parts.scheme!r} is not supported")
 
 
@@ -159,10 +160,6 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
-    "APPEND_COMPONENTS": {
-        "securitySchemes": {"ApiKey": {"type": "http", "scheme": "bearer"}},
-    },
-    "SECURITY": [{"ApiKey": []}],
 }
 
 # Celery. The default broker keeps its messages in files under HUB_DATA_DIR, so that a real worker

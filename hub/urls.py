@@ -1,5 +1,9 @@
 from django.urls import path, re_path
-from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
+from drf_spectacular.views import (
+    SpectacularJSONAPIView,
+    SpectacularRedocView,
+    SpectacularSwaggerView,
+)
 
 from hub.api.views import events, meta, participants
 
@@ -65,7 +69,7 @@ urlpatterns = [
         name="webhook_delivery_replay",
     ),
     path("v1/audit_entries", events.AuditEntryListView.as_view(), name="audit_entries"),
-    path("v1/openapi.json", SpectacularAPIView.as_view(), name="openapi"),
+    path("v1/openapi.json", SpectacularJSONAPIView.as_view(), name="openapi"),
     path("v1/docs", SpectacularSwaggerView.as_view(url_name="openapi"), name="docs"),
     path("v1/redoc", SpectacularRedocView.as_view(url_name="openapi"), name="redoc"),
 ]
