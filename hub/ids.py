@@ -7,6 +7,7 @@ ids sort by creation time as strings and cursor pagination can page on the id al
 from __future__ import annotations
 
 import secrets
+import threading
 import time
 
 _ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"
@@ -21,9 +22,21 @@ def _encode(value: int) -> str:
     return "".join(reversed(chars))
 
 
+_lock = threading.Lock()
+_last = 0
+
+
 def new_id(prefix: str) -> str:
-    value = (time.time_ns() // 1_000_000) << 80 | secrets.randbits(80)
-    return f"{prefix}_{_encode(value)}"
+    """Ids made later in this process sort after earlier ones, also within one millisecond: a
+    new id in the same millisecond (or after the clock stepped back) is the last one plus one,
+    as monotonic ULIDs do. Across processes, ids order by millisecond."""
+    global _last
+    candidate = (time.time_ns() // 1_000_000) << 80 | secrets.randbits(80)
+    with _lock:
+        if candidate >> 80 <= _last >> 80:
+            candidate = _last + 1
+        _last = candidate
+    return f"{prefix}_{_encode(candidate)}"
 
 
 def is_valid_id(prefix: str, value: object) -> bool:

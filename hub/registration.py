@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 
 _USCC_CHARS = "0123456789ABCDEFGHJKLMNPQRTUWXY"
 _USCC_WEIGHTS = [pow(3, i, 31) for i in range(17)]
@@ -20,8 +21,9 @@ _BRN_WEIGHTS = [1, 3, 7, 1, 3, 7, 1, 3, 5]
 
 
 def normalise(value: str) -> str:
-    """Strip the separators people type (``220-81-62517``) and upper-case."""
-    return re.sub(r"[\s-]", "", value).upper()
+    """Strip the separators people type (``220-81-62517``) and upper-case; full-width characters
+    from a CJK input method become ASCII (NFKC)."""
+    return re.sub(r"[\s-]", "", unicodedata.normalize("NFKC", value)).upper()
 
 
 def uscc_check_char(first17: str) -> str:
@@ -54,7 +56,14 @@ def brn_check_digit(first9: str) -> str:
 
 
 def is_valid_brn(number: str) -> bool:
-    return len(number) == 10 and number.isdigit() and number[9] == brn_check_digit(number[:9])
+    # isascii: str.isdigit() also holds for full-width and other Unicode digits, which would let
+    # one company register twice under two spellings of its number.
+    return (
+        len(number) == 10
+        and number.isascii()
+        and number.isdigit()
+        and number[9] == brn_check_digit(number[:9])
+    )
 
 
 def is_valid_registration_id(country: str, value: str) -> bool:

@@ -158,7 +158,6 @@ SPECTACULAR_SETTINGS = {
     "SERVE_INCLUDE_SCHEMA": False,
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
-    "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
 }
 
@@ -211,6 +210,22 @@ HUB = {
     # Receivers on private or loopback addresses are refused unless this is set (sandbox, tests).
     "WEBHOOK_ALLOW_PRIVATE": os.environ.get("HUB_WEBHOOK_ALLOW_PRIVATE", "" if PRODUCTION else "1")
     == "1",
+    # Outbound calls to institutions (adapters/http.py).
+    "ADAPTER_CONNECT_TIMEOUT": float(os.environ.get("HUB_ADAPTER_CONNECT_TIMEOUT", "3")),
+    "ADAPTER_READ_TIMEOUT": float(os.environ.get("HUB_ADAPTER_READ_TIMEOUT", "10")),
+    "ADAPTER_MAX_ATTEMPTS": 3,
+    "ADAPTER_BREAKER_THRESHOLD": int(os.environ.get("HUB_ADAPTER_BREAKER_THRESHOLD", "5")),
+    "ADAPTER_BREAKER_COOLDOWN": float(os.environ.get("HUB_ADAPTER_BREAKER_COOLDOWN", "30")),
+    # Seconds between status syncs of a pending or unknown operation; when the schedule is spent
+    # (about two days by default) the operation goes to the operator's queue.
+    "ADAPTER_SYNC_SCHEDULE": _float_list(
+        "HUB_ADAPTER_SYNC_SCHEDULE", "10,30,60,300,900,3600,10800,21600,43200,86400"
+    ),
+    # A sync that finds no trace of an operation this long after it was sent marks it failed.
+    "ADAPTER_NOT_FOUND_GRACE_SECONDS": float(os.environ.get("HUB_ADAPTER_NOT_FOUND_GRACE", "300")),
+    "ADAPTER_REPAIR_SECONDS": float(os.environ.get("HUB_ADAPTER_REPAIR_SECONDS", "10")),
+    # Sandbox institutions (loopback servers) may be connected in test mode; off in production.
+    "SANDBOX_ALLOWED": os.environ.get("HUB_SANDBOX", "" if PRODUCTION else "1") == "1",
     "IDEMPOTENCY_TTL_SECONDS": 24 * 3600,
     "API_KEY_ROTATION_MAX_OVERLAP_SECONDS": 7 * 24 * 3600,
     "API_KEY_LAST_USED_RESOLUTION_SECONDS": 60,

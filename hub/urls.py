@@ -1,7 +1,6 @@
 from django.urls import path, re_path
 from drf_spectacular.views import (
     SpectacularJSONAPIView,
-    SpectacularRedocView,
     SpectacularSwaggerView,
 )
 
@@ -71,7 +70,6 @@ urlpatterns = [
     path("v1/audit_entries", events.AuditEntryListView.as_view(), name="audit_entries"),
     path("v1/openapi.json", SpectacularJSONAPIView.as_view(), name="openapi"),
     path("v1/docs", SpectacularSwaggerView.as_view(url_name="openapi"), name="docs"),
-    path("v1/redoc", SpectacularRedocView.as_view(url_name="openapi"), name="redoc"),
 ]
 
 handler400 = "hub.api.errors.bad_request_view"

@@ -8,7 +8,16 @@ import pytest
 from django.db import connection
 from django.test import Client
 
-from hub.models import Participant, Role
+from hub.crypto import keyed_hash
+from hub.models import (
+    ApiKey,
+    Event,
+    IdempotencyRecord,
+    Participant,
+    Role,
+    WebhookDelivery,
+    WebhookEndpoint,
+)
 from tests.factories import issue_key, make_participant
 
 pytest_plugins = ["tests.support.worker", "tests.support.receiver"]
@@ -113,3 +122,16 @@ needs_postgres = pytest.mark.skipif(
     "not __import__('tests.conftest', fromlist=['is_postgres']).is_postgres()",
     reason="needs PostgreSQL: set DATABASE_URL=postgres://postgres@127.0.0.1:5432/hub",
 )
+
+
+def row_counts() -> dict[str, int]:
+    """Rows per core table, so that a refused request can be shown to have changed nothing
+    (``before = row_counts()`` ... ``assert row_counts() == before``). The audit trail is left out:
+    refused writes are recorded there on purpose."""
+    models = (Participant, ApiKey, Event, IdempotencyRecord, WebhookEndpoint, WebhookDelivery)
+    return {model.__name__: model.objects.count() for model in models}
+
+
+def api_key_of(secret: str) -> ApiKey:
+    """The stored row of the key whose secret is ``secret``."""
+    return ApiKey.objects.get(key_hash=keyed_hash(secret))

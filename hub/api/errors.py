@@ -7,9 +7,9 @@ from typing import Any
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import RequestDataTooBig
-from django.http import Http404, HttpRequest, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from rest_framework import exceptions as drf
-from rest_framework.response import Response
+from rest_framework.renderers import JSONRenderer
 
 from hub import errors
 
@@ -89,7 +89,7 @@ def from_drf(exc: drf.APIException) -> errors.HubError:
     return errors.HubError(str(exc.detail), code=str(exc.default_code), status=exc.status_code)
 
 
-def exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
+def exception_handler(exc: Exception, context: dict[str, Any]) -> HttpResponse:
     request = context.get("request")
     hub_exc: errors.HubError
     if isinstance(exc, errors.HubError):
@@ -105,7 +105,13 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
     else:
         logger.exception("unhandled error on %s", getattr(request, "path", "?"))
         hub_exc = errors.ApiError()
-    response = Response(error_body(hub_exc, request_id_of(request)), status=hub_exc.status)
+    # Rendered here rather than by the view's renderer, so that an error is the JSON error object
+    # even from a view that renders HTML (the docs pages).
+    response = HttpResponse(
+        JSONRenderer().render(error_body(hub_exc, request_id_of(request))),
+        status=hub_exc.status,
+        content_type="application/json",
+    )
     if hub_exc.status == 401:
         response["WWW-Authenticate"] = 'Bearer realm="hub"'
     return response

@@ -27,7 +27,8 @@ def _limit(request: Request) -> int:
     raw = request.query_params.get("limit")
     if raw is None:
         return DEFAULT_LIMIT
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
+    # isascii: str.isdigit() also accepts digits int() refuses, such as "²".
+    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= MAX_LIMIT:
         raise errors.InvalidRequest(
             f"limit must be an integer from 1 to {MAX_LIMIT}.",
             code="parameter_invalid",

@@ -7,16 +7,54 @@ from datetime import UTC, datetime
 from typing import Any
 
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import extend_schema_field
+from drf_spectacular.utils import extend_schema_field, extend_schema_serializer
 from rest_framework import serializers
 
 from hub import errors
 from hub.conf import hub_settings
 from hub.money import check_currency, format_amount, parse_amount
 
+# The JSON type each kind of input field takes. DRF alone would coerce 5 into "5" and "60" into
+# 60; a strict API refuses the wrong type instead of guessing.
+_JSON_TYPES: tuple[tuple[type[serializers.Field], type, str], ...] = (
+    (serializers.BooleanField, bool, "a boolean"),
+    (serializers.IntegerField, int, "an integer"),
+    (serializers.CharField, str, "a string"),
+    (serializers.ChoiceField, str, "a string"),
+    (serializers.ListField, list, "a list"),
+    (serializers.DictField, dict, "an object"),
+)
+
+
+def _check_json_type(field: serializers.Field, value: Any, param: str) -> None:
+    if value is None:
+        return  # DRF answers null against allow_null itself
+    for kind, expected, name in _JSON_TYPES:
+        if isinstance(field, kind):
+            if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
+                raise errors.InvalidRequest(
+                    f"{param} must be {name}.", code="parameter_invalid", param=param
+                )
+            break
+    if isinstance(field, serializers.ListField) and isinstance(value, list):
+        for index, item in enumerate(value):
+            _check_json_type(field.child, item, f"{param}.{index}")
+
 
 class StrictSerializer(serializers.Serializer):
-    """Input serializer that refuses fields it does not know, so a typo is an error, not a no-op."""
+    """Input serializer that refuses fields it does not know, so a typo is an error, not a no-op,
+    and values of the wrong JSON type."""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        # Every view calls its input serializer ``Input``: name the schema component after the
+        # view (``ParticipantListView.Input`` -> ``ParticipantListInput``) so that the OpenAPI
+        # components do not collide.
+        outer = [part for part in cls.__qualname__.split(".")[:-1] if part != "<locals>"]
+        if outer:
+            extend_schema_serializer(component_name=outer[-1].removesuffix("View") + cls.__name__)(
+                cls
+            )
 
     def to_internal_value(self, data: Any) -> Any:
         if not isinstance(data, Mapping):
@@ -26,6 +64,9 @@ class StrictSerializer(serializers.Serializer):
             raise errors.InvalidRequest(
                 f"Unknown parameter: {unknown[0]}.", code="parameter_unknown", param=unknown[0]
             )
+        for name, field in self.fields.items():
+            if name in data and not field.read_only:
+                _check_json_type(field, data[name], name)
         return super().to_internal_value(data)
 
 
@@ -87,16 +128,22 @@ class MetadataField(serializers.Field):
                 param=name,
             )
         for key, value in data.items():
-            if not key or len(key) > hub_settings.METADATA_MAX_KEY_LENGTH:
+            # NUL: PostgreSQL cannot store it in text or jsonb.
+            if not key or len(key) > hub_settings.METADATA_MAX_KEY_LENGTH or "\x00" in key:
                 raise errors.InvalidRequest(
-                    f"metadata keys have 1 to {hub_settings.METADATA_MAX_KEY_LENGTH} characters.",
+                    f"metadata keys have 1 to {hub_settings.METADATA_MAX_KEY_LENGTH} characters, "
+                    "none of them NUL.",
                     code="metadata_invalid",
                     param=f"{name}.{key}",
                 )
-            if not isinstance(value, str) or len(value) > hub_settings.METADATA_MAX_VALUE_LENGTH:
+            if (
+                not isinstance(value, str)
+                or len(value) > hub_settings.METADATA_MAX_VALUE_LENGTH
+                or "\x00" in value
+            ):
                 raise errors.InvalidRequest(
                     f"metadata values are strings of at most "
-                    f"{hub_settings.METADATA_MAX_VALUE_LENGTH} characters.",
+                    f"{hub_settings.METADATA_MAX_VALUE_LENGTH} characters, none of them NUL.",
                     code="metadata_invalid",
                     param=f"{name}.{key}",
                 )

@@ -144,6 +144,12 @@ def api_key_rotate(
             param="expires_in",
         )
     old = _owned_key(api_key_id=api_key_id, actor=actor)
+    # The successor inherits the old key's scopes: a narrower key must not mint a wider one.
+    wider = sorted(set(old.scopes) - actor.scopes)
+    if wider:
+        raise errors.PermissionDenied(
+            f"This key lacks the scope {wider[0]!r} of the key to rotate.", code="scope_missing"
+        )
     now = timezone.now()
     if not old.is_usable(now):
         raise errors.Conflict("Only a usable key can be rotated.", code="api_key_revoked")

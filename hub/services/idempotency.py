@@ -16,6 +16,7 @@ from django.utils import timezone
 
 from hub import errors
 from hub.conf import hub_settings
+from hub.crypto import decrypt, encrypt
 from hub.models import IdempotencyRecord
 from hub.principal import Principal
 
@@ -88,7 +89,7 @@ def idempotency_begin(
             )
         assert existing.response_status is not None
         return StoredResponse(
-            status=existing.response_status, body=bytes(existing.response_body or b"")
+            status=existing.response_status, body=_open(bytes(existing.response_body or b""))
         )
     raise errors.IdempotencyError(
         "The Idempotency-Key could not be claimed; retry.",
@@ -97,16 +98,27 @@ def idempotency_begin(
     )
 
 
+def _seal(body: bytes) -> bytes:
+    # Stored responses can carry secrets shown once (a new API key, a webhook signing secret):
+    # they are encrypted at rest like every other secret the hub must read back. latin-1 maps
+    # bytes to text one to one.
+    return encrypt(body.decode("latin-1")).encode("ascii")
+
+
+def _open(sealed: bytes) -> bytes:
+    return decrypt(sealed.decode("ascii")).encode("latin-1")
+
+
 def idempotency_complete(*, record: IdempotencyRecord, status: int, body: bytes) -> None:
     """Store the response, or release the key when the request did not really run (a refused
-    body, an internal error) so that the client may retry it."""
-    if status == 400 or status == 413 or status >= 500:
+    body or content type, an internal error) so that the client may retry it."""
+    if status in (400, 413, 415) or status >= 500:
         IdempotencyRecord.objects.filter(pk=record.pk).delete()
         return
     IdempotencyRecord.objects.filter(pk=record.pk).update(
         state=IdempotencyRecord.State.COMPLETED,
         response_status=status,
-        response_body=body,
+        response_body=_seal(body),
         completed_at=timezone.now(),
     )
 

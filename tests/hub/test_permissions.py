@@ -1,0 +1,242 @@
+"""The access matrix: every endpoint and method, called by every role, without a key, with a
+malformed header, with a revoked key, and on another tenant's object.
+
+``TABLE`` has one row per (method, URL name) of hub.urls; ``test_every_endpoint_has_a_row`` walks
+the URL patterns so that a new endpoint or method without a row fails. The expected outcome of
+each call follows from its row:
+
+- a role in ``allowed`` gets ``ok``; any other role gets 403 ``role_forbidden``;
+- no key is 401 ``api_key_missing``, a malformed header 401 ``invalid_authorization_header``,
+  a revoked key 401 ``invalid_api_key`` (``public`` endpoints ignore the header altogether,
+  ``open`` ones need no key but refuse one that does not authenticate);
+- another tenant's object (``tenants["other_merchant"]``'s) is 404 ``resource_missing`` for every
+  allowed role but the operator, who sees all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from django.db import transaction
+from django.urls import URLPattern, get_resolver, reverse
+from django.utils import timezone
+
+from hub.api.base import HubAPIView
+from hub.models import Event, WebhookDelivery
+from hub.sandbox import make_uscc
+from hub.services.events import event_emit
+from hub.services.webhooks import event_dispatch, webhook_endpoint_create
+from tests.conftest import Tenant, api_key_of, error_of, row_counts
+from tests.factories import issue_key, principal_for
+
+ROLES = ("operator", "merchant", "payment_institution", "bank", "insurer", "regulator")
+ALL = frozenset(ROLES)
+WRITERS = ALL - {"regulator"}
+OPERATOR = frozenset({"operator"})
+
+KEY = "key"  # a key is required
+OPEN = "open"  # no key needed, but a key that does not authenticate is refused
+PUBLIC = "public"  # the Authorization header is not read at all
+
+
+@dataclass(frozen=True)
+class Row:
+    method: str
+    name: str  # the URL name in hub.urls
+    allowed: frozenset[str]
+    ok: int = 200
+    target: str | None = None  # the kind of object the URL names, if any
+    body: dict[str, Any] = field(default_factory=dict)
+    auth: str = KEY
+    echo: bool = False  # a success answers with the object the URL names
+
+    def __str__(self) -> str:
+        return f"{self.method} {self.name}"
+
+
+ONBOARD = {
+    "role": "merchant",
+    "legal_name": "Rizhao Matrix Trading Co., Ltd.",
+    "country": "CN",
+    "registration_id": make_uscc("371100", "MA8X0001"),
+}
+UPDATE = {"metadata": {"k": "v"}}
+HOOK_URL = "https://receiver.example/hooks"
+HOOK = {"url": HOOK_URL, "enabled_events": ["*"]}
+DESCRIBE = {"description": "x"}
+NOTHING: dict[str, Any] = {}
+
+# fmt: off
+TABLE = [
+    #   method  URL name                   allowed   ok   object in the URL   body
+    Row("GET",  "health",                  ALL, auth=PUBLIC),
+    Row("GET",  "openapi",                 ALL, auth=OPEN),
+    Row("GET",  "docs",                    ALL, auth=OPEN),
+    Row("GET",  "me",                      ALL),
+    Row("GET",  "participants",            ALL),
+    Row("POST", "participants",            OPERATOR, 201, None,               ONBOARD),
+    Row("GET",  "participant",             ALL,      200, "participant",      echo=True),
+    Row("POST", "participant",             OPERATOR, 200, "participant",      UPDATE, echo=True),
+    Row("GET",  "api_keys",                ALL,      200, "participant"),
+    Row("POST", "api_keys",                OPERATOR, 201, "participant",      NOTHING),
+    Row("POST", "api_key_revoke",          ALL,      200, "api_key",          NOTHING, echo=True),
+    Row("POST", "api_key_rotate",          ALL,      201, "api_key",          NOTHING),
+    Row("GET",  "events",                  ALL),
+    Row("GET",  "event",                   ALL,      200, "event",            echo=True),
+    Row("GET",  "webhook_endpoints",       ALL),
+    Row("POST", "webhook_endpoints",       WRITERS,  201, None,               HOOK),
+    Row("GET",  "webhook_endpoint",        ALL,      200, "webhook_endpoint", echo=True),
+    Row("POST", "webhook_endpoint",        WRITERS,  200, "webhook_endpoint", DESCRIBE, echo=True),
+    Row("POST", "webhook_endpoint_rotate", WRITERS,  200, "webhook_endpoint", NOTHING, echo=True),
+    Row("GET",  "webhook_deliveries",      ALL,      200, "webhook_endpoint"),
+    Row("GET",  "webhook_delivery",        ALL,      200, "webhook_delivery", echo=True),
+    Row("POST", "webhook_delivery_replay", WRITERS,  201, "webhook_delivery", NOTHING),
+    Row("GET",  "audit_entries",           ALL),
+]
+# fmt: on
+
+
+def routes() -> dict[str, URLPattern]:
+    result = {}
+    for pattern in get_resolver().url_patterns:
+        assert isinstance(pattern, URLPattern), f"{pattern} is an include(): walk it too"
+        assert pattern.name, f"{pattern} has no name"
+        result[pattern.name] = pattern
+    return result
+
+
+def offered_methods(pattern: URLPattern) -> set[str]:
+    view = pattern.callback.view_class  # type: ignore[attr-defined]
+    if issubclass(view, HubAPIView):
+        return set(view.access)
+    return {"GET"}  # the schema and docs views of drf-spectacular
+
+
+def test_every_endpoint_has_a_row():
+    offered = {
+        (method, name) for name, pattern in routes().items() for method in offered_methods(pattern)
+    }
+    tabled = [(row.method, row.name) for row in TABLE]
+    assert len(tabled) == len(set(tabled)), "a (method, name) appears twice in TABLE"
+    assert offered - set(tabled) == set(), "endpoints without a row in TABLE"
+    assert set(tabled) - offered == set(), "rows in TABLE for endpoints that do not exist"
+
+
+def test_the_regulator_writes_only_its_own_keys():
+    regulator_writes = {
+        row.name for row in TABLE if row.method != "GET" and "regulator" in row.allowed
+    }
+    assert regulator_writes == {"api_key_revoke", "api_key_rotate"}
+
+
+# Objects each caller acts on
+
+
+def _event(tenant: Tenant) -> str:
+    with transaction.atomic():
+        return event_emit(
+            type="participant.updated", owner=tenant.participant, livemode=False, data={}
+        ).pk
+
+
+def _endpoint(tenant: Tenant) -> str:
+    endpoint, _ = webhook_endpoint_create(
+        actor=principal_for(tenant.participant), url=HOOK_URL, enabled_events=["*"]
+    )
+    return endpoint.pk
+
+
+def _delivery(tenant: Tenant) -> str:
+    endpoint_id = _endpoint(tenant)
+    # Creating the endpoint emitted webhook_endpoint.created for its owner: fan it out.
+    event = Event.objects.filter(participant=tenant.participant).latest("pk")
+    assert event_dispatch(event_id=event.pk) == 1
+    return WebhookDelivery.objects.get(endpoint_id=endpoint_id).pk
+
+
+MAKERS: dict[str, Callable[[Tenant], str]] = {
+    "participant": lambda tenant: tenant.id,
+    "api_key": lambda tenant: api_key_of(issue_key(tenant.participant)).pk,
+    "event": _event,
+    "webhook_endpoint": _endpoint,
+    "webhook_delivery": _delivery,
+}
+
+
+def url_for(row: Row, object_id: str | None) -> str:
+    pattern = routes()[row.name]
+    kwargs = {}
+    if row.target is not None:
+        [kwarg] = pattern.pattern.regex.groupindex
+        kwargs[kwarg] = object_id
+    return reverse(row.name, kwargs=kwargs)
+
+
+# Who calls, and what each should get
+
+CALLERS = (*ROLES, "no key", "malformed header", "revoked key")
+
+
+def expected(row: Row, caller: str, foreign: bool) -> tuple[int, str | None]:
+    if caller == "no key":
+        return (401, "api_key_missing") if row.auth == KEY else (200, None)
+    if caller == "malformed header":
+        return (200, None) if row.auth == PUBLIC else (401, "invalid_authorization_header")
+    if caller == "revoked key":
+        return (200, None) if row.auth == PUBLIC else (401, "invalid_api_key")
+    if row.auth != KEY:
+        return 200, None
+    if caller not in row.allowed:
+        return 403, "role_forbidden"
+    if foreign and caller != "operator":
+        return 404, "resource_missing"
+    return row.ok, None
+
+
+CASES = [
+    pytest.param(row, caller, False, id=f"{row} as {caller}") for row in TABLE for caller in CALLERS
+] + [
+    pytest.param(row, role, True, id=f"{row} on another tenant's object as {role}")
+    for row in TABLE
+    if row.target is not None
+    for role in ROLES
+]
+
+
+def authorization(caller: str, tenants: dict[str, Tenant]) -> dict[str, str]:
+    if caller == "no key":
+        return {}
+    if caller == "malformed header":
+        return {"Authorization": f"Token {tenants['operator'].key}"}
+    if caller == "revoked key":
+        secret = issue_key(tenants["operator"].participant)
+        key = api_key_of(secret)
+        key.revoked_at = timezone.now()
+        key.save(update_fields=["revoked_at"])
+        return {"Authorization": f"Bearer {secret}"}
+    return {"Authorization": f"Bearer {tenants[caller].key}"}
+
+
+@pytest.mark.parametrize(("row", "caller", "foreign"), CASES)
+def test_access(api, tenants, row, caller, foreign):
+    owner = tenants["other_merchant"] if foreign else tenants.get(caller, tenants["operator"])
+    object_id = MAKERS[row.target](owner) if row.target else None
+    url = url_for(row, object_id)
+    headers = authorization(caller, tenants)
+    before = row_counts()
+
+    if row.method == "GET":
+        response = api.client.get(url, headers=headers)
+    else:
+        response = api.client.post(url, row.body, content_type="application/json", headers=headers)
+
+    status, code = expected(row, caller, foreign)
+    assert response.status_code == status, response.content[:300]
+    if code is not None:
+        assert error_of(response)["code"] == code
+        assert row_counts() == before
+    elif row.echo:
+        assert response.json()["id"] == object_id
