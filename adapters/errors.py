@@ -56,6 +56,12 @@ class MalformedResponse(UnknownOutcome):
     code = "counterparty_malformed_response"
 
 
+class OperationNotFound(AdapterError):
+    """A status sync found no such operation at the provider (it never arrived, or not yet)."""
+
+    code = "counterparty_operation_not_found"
+
+
 class HostNotAllowed(AdapterError):
     code = "counterparty_host_not_allowed"
 

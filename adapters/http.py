@@ -82,7 +82,8 @@ AttemptRecorder = Callable[[AttemptRecord], None]
 
 class BreakerStore(Protocol):
     """Circuit state shared by every process that calls the same participant: the hub keeps it in
-    its database; ``MemoryBreakerStore`` serves one process (unit tests, the conformance kit)."""
+    its database; ``MemoryBreakerStore`` serves one process (unit tests, the conformance kit).
+    ``now`` is wall-clock seconds (``time.time()``), comparable across processes."""
 
     def allow(self, key: str, *, now: float, threshold: int, cooldown: float) -> bool: ...
 
@@ -256,7 +257,7 @@ class HubHttpClient:
                 raise
             if not self.breaker.allow(
                 key,
-                now=time.monotonic(),
+                now=time.time(),
                 threshold=policy.breaker_threshold,
                 cooldown=policy.breaker_cooldown,
             ):
@@ -317,6 +318,4 @@ class HubHttpClient:
         raise last_error
 
     def _record_breaker(self, key: str, *, ok: bool) -> None:
-        self.breaker.record(
-            key, ok=ok, now=time.monotonic(), threshold=self.policy.breaker_threshold
-        )
+        self.breaker.record(key, ok=ok, now=time.time(), threshold=self.policy.breaker_threshold)

@@ -15,11 +15,18 @@ app.autodiscover_tasks()
 def _schedule(sender: Celery, **kwargs: object) -> None:
     from django.conf import settings
 
+    # Signatures by name: the app may be finalized before hub.tasks is imported (any process
+    # that touches the app early), and a registry lookup would then drop the whole schedule.
     sender.add_periodic_task(
         settings.HUB["WEBHOOK_SWEEP_SECONDS"],
-        sender.tasks["hub.webhook_sweep"].s(),
+        sender.signature("hub.webhook_sweep"),
         name="webhook sweep",
     )
     sender.add_periodic_task(
-        3600.0, sender.tasks["hub.idempotency_purge"].s(), name="idempotency purge"
+        3600.0, sender.signature("hub.idempotency_purge"), name="idempotency purge"
+    )
+    sender.add_periodic_task(
+        settings.HUB["ADAPTER_REPAIR_SECONDS"],
+        sender.signature("hub.adapter_repair"),
+        name="adapter operation repair",
     )

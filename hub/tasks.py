@@ -7,6 +7,7 @@ import os
 from celery import shared_task
 
 from hub.services.idempotency import idempotency_purge
+from hub.tasks_adapters import adapter_operation_sync_task, adapter_repair_task
 from hub.services.webhooks import event_dispatch, webhook_attempt, webhook_sweep
 
 
@@ -16,8 +17,8 @@ def event_dispatch_task(*, event_id: str) -> int:
 
 
 @shared_task(name="hub.webhook_attempt")
-def webhook_attempt_task(*, delivery_id: str, attempt: int) -> str | None:
-    return webhook_attempt(delivery_id=delivery_id, attempt=attempt)
+def webhook_attempt_task(*, delivery_id: str, attempt: int, lease: str = "") -> str | None:
+    return webhook_attempt(delivery_id=delivery_id, attempt=attempt, lease=lease)
 
 
 @shared_task(name="hub.webhook_sweep")
@@ -35,3 +36,14 @@ def ping_task(*, path: str) -> None:
     """Touches a file: lets tests and ``hub serve`` see that a worker consumes the queue."""
     with open(path, "w") as handle:
         handle.write(str(os.getpid()))
+
+
+__all__ = [
+    "adapter_operation_sync_task",
+    "adapter_repair_task",
+    "event_dispatch_task",
+    "idempotency_purge_task",
+    "ping_task",
+    "webhook_attempt_task",
+    "webhook_sweep_task",
+]

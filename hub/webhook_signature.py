@@ -28,9 +28,13 @@ class WebhookVerificationError(Exception):
 def _key(secret: str) -> bytes:
     raw = secret.removeprefix(SECRET_PREFIX)
     try:
-        return base64.b64decode(raw, validate=True)
+        # Secrets are often copied without their base64 padding; put it back.
+        key = base64.b64decode(raw + "=" * (-len(raw) % 4), validate=True)
     except ValueError as exc:
         raise WebhookVerificationError("the secret is not base64") from exc
+    if not key:
+        raise WebhookVerificationError("the secret is empty")
+    return key
 
 
 def sign(*, secret: str, msg_id: str, timestamp: int, body: bytes) -> str:

@@ -4,7 +4,8 @@ A delivery is claimed, sent and recorded in three steps so that no lock or trans
 during the HTTP call: claim (lock, check the attempt number, push ``next_attempt_at`` out by a
 lease), send, record (lock, store the attempt, schedule the next one or finish). A duplicate task
 for the same attempt finds the number moved on and does nothing; a worker that dies mid-send
-leaves the lease to expire and the sweeper sends the attempt again.
+leaves the lease to expire, and the sweeper sends the next attempt (the lost one is logged as
+such).
 """
 
 from __future__ import annotations
@@ -32,8 +33,14 @@ from hub.services.events import EVENT_TYPES, event_emit
 from hub.webhook_signature import SECRET_PREFIX, sign
 
 MAX_ENDPOINTS_PER_PARTICIPANT = 16
+# How long a claimed attempt (or a delivery the sweeper enqueued) is left alone before the sweeper
+# assumes its worker or message was lost. Longer than any send: WEBHOOK_TIMEOUT bounds each phase.
 LEASE_SECONDS = 120
+SWEEP_BATCH = 1000
+EXCERPT_BYTES = 1000
 USER_AGENT = "settlement-hub-webhooks/1"
+GONE_REASON = "the receiver answered 410 Gone"
+LOST_ATTEMPT_ERROR = "no outcome recorded: the worker was lost during the attempt"
 
 
 def _new_secret() -> str:
@@ -64,6 +71,23 @@ def endpoint_payload(endpoint: WebhookEndpoint) -> dict[str, Any]:
     }
 
 
+def _check_endpoint_limit(actor: Principal) -> None:
+    """At most so many *enabled* endpoints per participant and mode; disabled ones keep their
+    delivery logs and do not count, so a participant is never stuck at the limit."""
+    Participant.objects.select_for_update().filter(pk=actor.participant.pk).first()
+    count = WebhookEndpoint.objects.filter(
+        participant=actor.participant,
+        livemode=actor.livemode,
+        status=WebhookEndpoint.Status.ENABLED,
+    ).count()
+    if count >= MAX_ENDPOINTS_PER_PARTICIPANT:
+        raise errors.Conflict(
+            f"At most {MAX_ENDPOINTS_PER_PARTICIPANT} enabled webhook endpoints per mode; "
+            "disable one first.",
+            code="webhook_endpoint_limit",
+        )
+
+
 @transaction.atomic(durable=True)
 def webhook_endpoint_create(
     *,
@@ -75,15 +99,7 @@ def webhook_endpoint_create(
 ) -> tuple[WebhookEndpoint, str]:
     check_url(url, allow_private=hub_settings.WEBHOOK_ALLOW_PRIVATE, resolve=False)
     events = _check_events(enabled_events)
-    Participant.objects.select_for_update().filter(pk=actor.participant.pk).first()
-    count = WebhookEndpoint.objects.filter(
-        participant=actor.participant, livemode=actor.livemode
-    ).count()
-    if count >= MAX_ENDPOINTS_PER_PARTICIPANT:
-        raise errors.Conflict(
-            f"At most {MAX_ENDPOINTS_PER_PARTICIPANT} webhook endpoints per mode.",
-            code="webhook_endpoint_limit",
-        )
+    _check_endpoint_limit(actor)
     secret = _new_secret()
     endpoint = WebhookEndpoint.objects.create(
         participant=actor.participant,
@@ -134,6 +150,8 @@ def webhook_endpoint_update(
     if enabled_events is not None:
         endpoint.enabled_events = _check_events(enabled_events)
     if status is not None:
+        if status == WebhookEndpoint.Status.ENABLED and endpoint.status != status:
+            _check_endpoint_limit(actor)
         endpoint.status = status
         endpoint.disabled_reason = (
             "" if status == WebhookEndpoint.Status.ENABLED else "disabled by the owner"
@@ -169,6 +187,12 @@ def webhook_endpoint_rotate_secret(
     )
     endpoint.secret_encrypted = encrypt(secret)
     endpoint.save()
+    event_emit(
+        type="webhook_endpoint.updated",
+        owner=endpoint.participant,
+        actor=actor,
+        data=endpoint_payload(endpoint),
+    )
     return endpoint, secret
 
 
@@ -252,10 +276,23 @@ class _Claim:
     headers: dict[str, str]
 
 
-def _claim(*, delivery_id: str, attempt: int) -> _Claim | None:
+def _lease_matches(delivery: WebhookDelivery, lease: str) -> bool:
+    """Whether ``lease`` is the value the sweeper gave ``next_attempt_at`` when it enqueued this
+    task (see ``webhook_sweep``)."""
+    if not lease or delivery.next_attempt_at is None:
+        return False
+    try:
+        return datetime.fromisoformat(lease) == delivery.next_attempt_at
+    except ValueError:
+        return False
+
+
+def _claim(*, delivery_id: str, attempt: int, lease: str = "") -> _Claim | None:
     with transaction.atomic(durable=True):
+        # Only the delivery row: attempts of one event, or to one endpoint, need not queue up
+        # behind each other.
         delivery = (
-            WebhookDelivery.objects.select_for_update()
+            WebhookDelivery.objects.select_for_update(of=("self",))
             .select_related("endpoint", "event")
             .filter(pk=delivery_id)
             .first()
@@ -265,7 +302,11 @@ def _claim(*, delivery_id: str, attempt: int) -> _Claim | None:
             delivery is None
             or delivery.status != WebhookDelivery.Status.PENDING
             or delivery.attempts != attempt
-            or (delivery.next_attempt_at is not None and delivery.next_attempt_at > now)
+            or (
+                delivery.next_attempt_at is not None
+                and delivery.next_attempt_at > now
+                and not _lease_matches(delivery, lease)
+            )
         ):
             return None
         endpoint = delivery.endpoint
@@ -273,8 +314,23 @@ def _claim(*, delivery_id: str, attempt: int) -> _Claim | None:
             delivery.status = WebhookDelivery.Status.FAILED
             delivery.last_error = "endpoint disabled"
             delivery.completed_at = now
-            delivery.save()
+            delivery.next_attempt_at = None
+            delivery.save(update_fields=["status", "last_error", "completed_at", "next_attempt_at"])
             return None
+        if (
+            attempt
+            and not WebhookAttempt.objects.filter(delivery=delivery, number=attempt).exists()
+        ):
+            # Attempt ``attempt`` was claimed and its lease ran out with nothing recorded: its
+            # worker died mid-send, and the request may or may not have reached the receiver.
+            # The log says so instead of skipping a number; a late outcome replaces this row.
+            WebhookAttempt.objects.create(
+                delivery=delivery,
+                number=attempt,
+                started_at=now,
+                duration_ms=0,
+                error=LOST_ATTEMPT_ERROR,
+            )
         delivery.attempts = attempt + 1
         delivery.next_attempt_at = now + timedelta(seconds=LEASE_SECONDS)
         delivery.save(update_fields=["attempts", "next_attempt_at"])
@@ -299,19 +355,38 @@ def _claim(*, delivery_id: str, attempt: int) -> _Claim | None:
         return _Claim(delivery.pk, attempt + 1, endpoint.url, body, headers)
 
 
+def _excerpt(response: httpx.Response) -> str:
+    """The start of the receiver's answer, for the attempt log. The rest is never read, so a
+    receiver that answers with a huge body costs no memory."""
+    kept = bytearray()
+    try:
+        for chunk in response.iter_bytes():
+            kept += chunk
+            if len(kept) >= EXCERPT_BYTES:
+                break
+    except httpx.TransportError:
+        pass  # the status line and headers arrived: the answer counts, whatever the body does
+    text = bytes(kept[:EXCERPT_BYTES]).decode("utf-8", errors="replace")
+    return text.replace("\x00", "\ufffd")  # PostgreSQL text columns cannot hold NUL
+
+
 def _send(claim: _Claim) -> tuple[int | None, str, str]:
     try:
         check_url(claim.url, allow_private=hub_settings.WEBHOOK_ALLOW_PRIVATE, resolve=True)
     except errors.HubError as exc:
         return None, f"refused: {exc.message}", ""
     try:
-        with httpx.Client(timeout=hub_settings.WEBHOOK_TIMEOUT, follow_redirects=False) as client:
-            response = client.post(claim.url, content=claim.body, headers=claim.headers)
+        with (
+            httpx.Client(timeout=hub_settings.WEBHOOK_TIMEOUT, follow_redirects=False) as client,
+            client.stream("POST", claim.url, content=claim.body, headers=claim.headers) as response,
+        ):
+            excerpt = _excerpt(response)
     except httpx.TimeoutException:
         return None, "timeout", ""
     except httpx.TransportError as exc:
         return None, f"connection error: {type(exc).__name__}", ""
-    return response.status_code, "", response.text[:1000]
+    status = response.status_code
+    return status, "" if 200 <= status < 300 else f"HTTP {status}", excerpt
 
 
 def _schedule_delay(number: int) -> float | None:
@@ -320,10 +395,10 @@ def _schedule_delay(number: int) -> float | None:
     return schedule[number - 1] if number - 1 < len(schedule) else None
 
 
-def webhook_attempt(*, delivery_id: str, attempt: int) -> str | None:
+def webhook_attempt(*, delivery_id: str, attempt: int, lease: str = "") -> str | None:
     """Make attempt ``attempt + 1`` of a delivery. Returns the delivery's status afterwards, or
-    None when this attempt was not ours to make."""
-    claim = _claim(delivery_id=delivery_id, attempt=attempt)
+    None when this attempt was not ours to make. ``lease`` comes from the sweeper."""
+    claim = _claim(delivery_id=delivery_id, attempt=attempt, lease=lease)
     if claim is None:
         return None
     started = timezone.now()
@@ -331,27 +406,23 @@ def webhook_attempt(*, delivery_id: str, attempt: int) -> str | None:
     status_code, error, excerpt = _send(claim)
     duration_ms = int((time.monotonic() - clock) * 1000)
     with transaction.atomic(durable=True):
-        delivery = (
-            WebhookDelivery.objects.select_for_update()
-            .select_related("endpoint")
-            .get(pk=delivery_id)
-        )
-        WebhookAttempt.objects.create(
+        delivery = WebhookDelivery.objects.select_for_update().get(pk=delivery_id)
+        WebhookAttempt.objects.update_or_create(
             delivery=delivery,
             number=claim.number,
-            started_at=started,
-            duration_ms=duration_ms,
-            status_code=status_code,
-            error=error[:300],
-            response_excerpt=excerpt,
+            defaults={
+                "started_at": started,
+                "duration_ms": duration_ms,
+                "status_code": status_code,
+                "error": error[:300],
+                "response_excerpt": excerpt,
+            },
         )
         if delivery.attempts != claim.number or delivery.status != WebhookDelivery.Status.PENDING:
             return delivery.status
         now = timezone.now()
         delivery.last_status_code = status_code
-        delivery.last_error = error[:300] or (
-            "" if status_code and 200 <= status_code < 300 else f"HTTP {status_code}"
-        )
+        delivery.last_error = error[:300]
         if status_code is not None and 200 <= status_code < 300:
             delivery.status = WebhookDelivery.Status.SUCCEEDED
             delivery.completed_at = now
@@ -360,10 +431,7 @@ def webhook_attempt(*, delivery_id: str, attempt: int) -> str | None:
             delivery.status = WebhookDelivery.Status.FAILED
             delivery.completed_at = now
             delivery.next_attempt_at = None
-            endpoint = WebhookEndpoint.objects.select_for_update().get(pk=delivery.endpoint_id)
-            endpoint.status = WebhookEndpoint.Status.DISABLED
-            endpoint.disabled_reason = "the receiver answered 410 Gone"
-            endpoint.save(update_fields=["status", "disabled_reason"])
+            _disable_gone(endpoint_id=delivery.endpoint_id)
         else:
             delay = _schedule_delay(claim.number)
             if delay is None:
@@ -376,6 +444,22 @@ def webhook_attempt(*, delivery_id: str, attempt: int) -> str | None:
                     _send_later(delivery, delay)
         delivery.save()
         return delivery.status
+
+
+def _disable_gone(*, endpoint_id: str) -> None:
+    """The receiver answered 410 Gone: stop sending to it, and tell its owner."""
+    endpoint = WebhookEndpoint.objects.select_for_update().get(pk=endpoint_id)
+    if endpoint.status != WebhookEndpoint.Status.ENABLED:
+        return
+    endpoint.status = WebhookEndpoint.Status.DISABLED
+    endpoint.disabled_reason = GONE_REASON
+    endpoint.save(update_fields=["status", "disabled_reason"])
+    event_emit(
+        type="webhook_endpoint.updated",
+        owner=endpoint.participant,
+        livemode=endpoint.livemode,
+        data=endpoint_payload(endpoint),
+    )
 
 
 def _send_later(delivery: WebhookDelivery, delay: float) -> None:
@@ -394,26 +478,39 @@ def _send_later(delivery: WebhookDelivery, delay: float) -> None:
 def webhook_sweep(
     *, now: datetime | None = None, relay_after_seconds: float = 30
 ) -> tuple[int, int]:
-    """Enqueue due deliveries and dispatch events whose after-commit hand-off was lost."""
+    """Enqueue due deliveries and dispatch events whose after-commit hand-off was lost.
+
+    Each due delivery's ``next_attempt_at`` is pushed out by a lease as it is enqueued, so that
+    while the queue is busy the next sweeps do not enqueue it again (and again); the task carries
+    that value as ``lease`` to show it is the one the sweeper sent. If the task is lost, the lease
+    runs out and a later sweep sends another.
+    """
     from hub.tasks import event_dispatch_task, webhook_attempt_task
 
     moment = now or timezone.now()
-    due = list(
-        WebhookDelivery.objects.filter(
-            status=WebhookDelivery.Status.PENDING, next_attempt_at__lte=moment
+    lease_until = moment + timedelta(seconds=LEASE_SECONDS)
+    with transaction.atomic(durable=True):
+        due = list(
+            WebhookDelivery.objects.select_for_update(skip_locked=True)
+            .filter(status=WebhookDelivery.Status.PENDING, next_attempt_at__lte=moment)
+            .order_by("next_attempt_at")
+            .values_list("pk", "attempts")[:SWEEP_BATCH]
         )
-        .order_by("next_attempt_at")
-        .values_list("pk", "attempts")[:1000]
-    )
+        WebhookDelivery.objects.filter(pk__in=[pk for pk, _ in due]).update(
+            next_attempt_at=lease_until
+        )
+    lease = lease_until.isoformat()
     for delivery_id, attempts in due:
-        webhook_attempt_task.apply_async(kwargs={"delivery_id": delivery_id, "attempt": attempts})
+        webhook_attempt_task.apply_async(
+            kwargs={"delivery_id": delivery_id, "attempt": attempts, "lease": lease}
+        )
     stale = list(
         Event.objects.filter(
             dispatched_at__isnull=True,
             created_at__lte=moment - timedelta(seconds=relay_after_seconds),
         )
         .order_by("created_at")
-        .values_list("pk", flat=True)[:1000]
+        .values_list("pk", flat=True)[:SWEEP_BATCH]
     )
     for event_id in stale:
         event_dispatch_task.apply_async(kwargs={"event_id": event_id})

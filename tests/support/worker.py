@@ -9,15 +9,36 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, TypeVar
 from urllib.parse import quote
 
 import pytest
 from django.conf import settings
 from django.db import connection
 
+import hub.tasks
 from hub.celery_app import app as celery_app
 from hub.tasks import ping_task
+
+T = TypeVar("T")
+
+
+def wait_until(
+    check: Callable[[], T | None], *, timeout: float = 30, what: str = "", log: Path | None = None
+) -> T:
+    """Poll ``check`` until it returns something truthy and return that; fail after ``timeout``
+    seconds with ``what``, the last value seen, and the end of the worker's log if given."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            tail = ("\nworker log:\n" + log.read_text()[-4000:]) if log and log.exists() else ""
+            raise AssertionError(f"timed out waiting for {what or check}: last {value!r}{tail}")
+        time.sleep(0.1)
 
 
 def test_database_url() -> str:
@@ -118,3 +139,34 @@ def celery_worker_factory(
 @pytest.fixture
 def celery_worker(celery_worker_factory: Callable[..., WorkerProcess]) -> WorkerProcess:
     return celery_worker_factory()
+
+
+@dataclass
+class SentTasks:
+    """What the hub handed to Celery, recorded instead of sent: (task name, kwargs, options)."""
+
+    calls: list[tuple[str, dict[str, Any], dict[str, Any]]] = field(default_factory=list)
+
+    def names(self) -> list[str]:
+        return [name for name, _, _ in self.calls]
+
+    def of(self, name: str) -> list[dict[str, Any]]:
+        return [kwargs for n, kwargs, _ in self.calls if n == name]
+
+
+class _Recorder:
+    def __init__(self, name: str, sent: SentTasks) -> None:
+        self.name, self.sent = name, sent
+
+    def apply_async(self, kwargs: dict[str, Any], **options: Any) -> None:
+        self.sent.calls.append((self.name, dict(kwargs), options))
+
+
+@pytest.fixture
+def sent_tasks(monkeypatch: pytest.MonkeyPatch) -> SentTasks:
+    """Record the event and webhook tasks the hub sends (the services import them from
+    ``hub.tasks`` when they send), so in-process tests can see what a worker would get."""
+    sent = SentTasks()
+    monkeypatch.setattr(hub.tasks, "event_dispatch_task", _Recorder("hub.event_dispatch", sent))
+    monkeypatch.setattr(hub.tasks, "webhook_attempt_task", _Recorder("hub.webhook_attempt", sent))
+    return sent

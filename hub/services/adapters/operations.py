@@ -1,0 +1,347 @@
+"""Operations at institutions (payins, refunds, payouts), followed until they are terminal.
+
+Every call follows the same three steps so that no lock or transaction is held on the wire:
+record the operation (its reference is the provider's idempotency key), call the adapter with
+nothing open, then lock the row and apply what was learnt. An outcome that may have landed is
+``unknown`` and is only ever resolved by asking the provider (status sync) or by a verified
+notification; the hub never submits the same operation twice. Syncs follow a bounded schedule;
+when it is spent the operation goes to the operator's queue.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+
+from adapters.capabilities import BankAdapter, PaymentInstitutionAdapter
+from adapters.errors import (
+    AdapterError,
+    CounterpartyUnavailable,
+    HostNotAllowed,
+    OperationNotFound,
+    Rejected,
+    UnknownOutcome,
+)
+from adapters.interface import (
+    Amount,
+    Outcome,
+    PayinRequest,
+    PayinResult,
+    PayoutRequest,
+    PayoutResult,
+    RefundRequest,
+    RefundResult,
+)
+from hub import errors
+from hub.conf import hub_settings
+from hub.jobs import enqueue_after_commit
+from hub.models import AdapterConnection, AdapterOperation, OperatorTask
+from hub.services.adapters.runtime import build_adapter
+from hub.services.events import event_emit, register_event_types
+
+register_event_types(
+    "adapter_operation.pending",
+    "adapter_operation.unknown",
+    "adapter_operation.succeeded",
+    "adapter_operation.failed",
+    "adapter_operation.held",
+    "adapter_operation.escalated",
+)
+
+State = AdapterOperation.State
+OperationRequest = PayinRequest | RefundRequest | PayoutRequest
+OperationResult = PayinResult | RefundResult | PayoutResult
+
+_KIND_OF: dict[type, str] = {
+    PayinRequest: AdapterOperation.Kind.PAYIN,
+    RefundRequest: AdapterOperation.Kind.REFUND,
+    PayoutRequest: AdapterOperation.Kind.PAYOUT,
+}
+
+
+@dataclass(frozen=True)
+class Observation:
+    """What one call taught us about an operation."""
+
+    outcome: Outcome
+    provider_id: str | None = None
+    amount: Amount | None = None
+    failure_code: str = ""
+    failure_reason: str = ""
+
+
+def operation_payload(operation: AdapterOperation) -> dict[str, Any]:
+    return {
+        "id": operation.pk,
+        "kind": operation.kind,
+        "reference": operation.reference,
+        "connection": operation.connection_id,
+        "state": operation.state,
+        "provider_id": operation.provider_id or None,
+        "failure_code": operation.failure_code or None,
+    }
+
+
+def _sync_delay(sync_count: int) -> float | None:
+    schedule: list[float] = hub_settings.ADAPTER_SYNC_SCHEDULE
+    return schedule[sync_count] if sync_count < len(schedule) else None
+
+
+def _observation(result: OperationResult) -> Observation:
+    reason = getattr(result, "failure_reason", None) or ""
+    return Observation(
+        outcome=result.outcome,
+        provider_id=result.provider_id,
+        amount=result.amount,
+        failure_code=result.failure_code or "",
+        failure_reason=reason,
+    )
+
+
+def _from_error(exc: AdapterError) -> Observation:
+    if isinstance(exc, Rejected):
+        return Observation(
+            Outcome.FAILED, failure_code=exc.hub_code, failure_reason=exc.message[:300]
+        )
+    if isinstance(exc, UnknownOutcome):
+        return Observation(Outcome.UNKNOWN, failure_code=exc.code, failure_reason=exc.message[:300])
+    if isinstance(exc, CounterpartyUnavailable | HostNotAllowed):
+        # Nothing reached the institution: the operation did not happen there.
+        return Observation(Outcome.FAILED, failure_code=exc.code, failure_reason=exc.message[:300])
+    return Observation(Outcome.UNKNOWN, failure_code=exc.code, failure_reason=exc.message[:300])
+
+
+@transaction.atomic(durable=True)
+def _record(*, connection_id: str, request: OperationRequest) -> tuple[AdapterOperation, bool]:
+    connection = AdapterConnection.objects.filter(pk=connection_id).first()
+    if connection is None:
+        raise errors.NotFound(param="connection")
+    if connection.status != AdapterConnection.Status.ENABLED:
+        raise errors.Conflict(
+            "The adapter connection is disabled.", code="adapter_connection_disabled"
+        )
+    kind = _KIND_OF[type(request)]
+    body = dataclasses.asdict(request)
+    existing = AdapterOperation.objects.filter(
+        connection=connection, kind=kind, reference=request.reference
+    ).first()
+    if existing is not None:
+        if existing.request != body:
+            raise errors.Conflict(
+                f"The reference {request.reference} was used for another {kind}.",
+                code="operation_reference_reused",
+                param="reference",
+            )
+        return existing, False
+    delay = _sync_delay(0)
+    operation = AdapterOperation.objects.create(
+        connection=connection,
+        kind=kind,
+        reference=request.reference,
+        request=body,
+        amount_minor=request.amount.minor,
+        currency=request.amount.currency,
+        # Due for a sync already, in case this process dies before it records the call's outcome.
+        next_sync_at=timezone.now() + timedelta(seconds=delay or 0),
+    )
+    return operation, True
+
+
+def operation_submit(*, connection_id: str, request: OperationRequest) -> AdapterOperation:
+    """Send a payin, refund or payout to the institution, once. Submitting the same request
+    again returns the operation as it stands without calling out."""
+    operation, created = _record(connection_id=connection_id, request=request)
+    if not created:
+        return operation
+    adapter = build_adapter(operation.connection, operation_id=operation.pk)
+    try:
+        if isinstance(request, PayoutRequest):
+            assert isinstance(adapter, BankAdapter)
+            result: OperationResult = adapter.create_payout(request)
+        elif isinstance(request, PayinRequest):
+            assert isinstance(adapter, PaymentInstitutionAdapter)
+            result = adapter.create_payin(request)
+        else:
+            assert isinstance(adapter, PaymentInstitutionAdapter)
+            result = adapter.create_refund(request)
+        observed = _observation(result)
+    except AdapterError as exc:
+        observed = _from_error(exc)
+    finally:
+        adapter.client.close()
+    return operation_observe(operation_id=operation.pk, observed=observed, source="submit")
+
+
+def _fetch(operation: AdapterOperation) -> Observation:
+    adapter = build_adapter(operation.connection, operation_id=operation.pk)
+    provider_id = operation.provider_id or None
+    try:
+        if operation.kind == AdapterOperation.Kind.PAYOUT:
+            assert isinstance(adapter, BankAdapter)
+            result: OperationResult = adapter.get_payout(
+                reference=operation.reference, provider_id=provider_id
+            )
+        elif operation.kind == AdapterOperation.Kind.PAYIN:
+            assert isinstance(adapter, PaymentInstitutionAdapter)
+            result = adapter.get_payin(reference=operation.reference, provider_id=provider_id)
+        else:
+            assert isinstance(adapter, PaymentInstitutionAdapter)
+            result = adapter.get_refund(reference=operation.reference, provider_id=provider_id)
+        return _observation(result)
+    except OperationNotFound:
+        age = timezone.now() - operation.created_at
+        if age.total_seconds() >= hub_settings.ADAPTER_NOT_FOUND_GRACE_SECONDS:
+            return Observation(
+                Outcome.FAILED,
+                failure_code="counterparty_never_received",
+                failure_reason="the institution has no record of this operation",
+            )
+        return Observation(Outcome.UNKNOWN)
+    except AdapterError as exc:
+        # Whatever went wrong asking, we still do not know: try again on schedule.
+        return Observation(Outcome.UNKNOWN, failure_code=exc.code, failure_reason=exc.message[:300])
+    finally:
+        adapter.client.close()
+
+
+def operation_sync(*, operation_id: str) -> AdapterOperation:
+    """Ask the institution where an operation stands and record the answer."""
+    operation = AdapterOperation.objects.select_related("connection").get(pk=operation_id)
+    if operation.state in AdapterOperation.TERMINAL or operation.state == State.HELD:
+        return operation
+    observed = _fetch(operation)
+    return operation_observe(operation_id=operation_id, observed=observed, source="sync")
+
+
+def _event(operation: AdapterOperation, kind: str) -> None:
+    event_emit(
+        type=f"adapter_operation.{kind}",
+        owner=operation.connection.participant,
+        livemode=operation.connection.livemode,
+        data=operation_payload(operation),
+    )
+
+
+def _hold(operation: AdapterOperation, observed: Observation) -> None:
+    assert observed.amount is not None
+    operation.state = State.HELD
+    operation.reported_amount_minor = observed.amount.minor
+    operation.reported_currency = observed.amount.currency
+    operation.next_sync_at = None
+    OperatorTask.objects.create(
+        kind=OperatorTask.Kind.INTEGRITY_MISMATCH,
+        participant=operation.connection.participant,
+        livemode=operation.connection.livemode,
+        operation=operation,
+        summary=(
+            f"{operation.kind} {operation.reference}: asked {operation.amount_minor} "
+            f"{operation.currency}, the institution reported {observed.amount.minor} "
+            f"{observed.amount.currency}"
+        ),
+        details={
+            "asked": {"minor": operation.amount_minor, "currency": operation.currency},
+            "reported": {"minor": observed.amount.minor, "currency": observed.amount.currency},
+            "provider_id": observed.provider_id,
+        },
+    )
+
+
+@transaction.atomic(durable=True)
+def operation_observe(*, operation_id: str, observed: Observation, source: str) -> AdapterOperation:
+    """Apply what a call or a verified notification said. Terminal and held operations never
+    change again, so late, duplicated and reordered news is harmless."""
+    operation = (
+        AdapterOperation.objects.select_for_update()
+        .select_related("connection__participant")
+        .get(pk=operation_id)
+    )
+    if operation.state in AdapterOperation.TERMINAL or operation.state == State.HELD:
+        return operation
+    before = operation.state
+    now = timezone.now()
+    if source == "sync":
+        operation.sync_count += 1
+        operation.last_synced_at = now
+    if observed.provider_id and not operation.provider_id:
+        operation.provider_id = observed.provider_id
+    amount = observed.amount
+    if amount is not None and (amount.minor, amount.currency) != (
+        operation.amount_minor,
+        operation.currency,
+    ):
+        _hold(operation, observed)
+    elif observed.outcome in (Outcome.SUCCEEDED, Outcome.FAILED):
+        operation.state = State.SUCCEEDED if observed.outcome == Outcome.SUCCEEDED else State.FAILED
+        operation.failure_code = observed.failure_code if operation.state == State.FAILED else ""
+        operation.failure_reason = (
+            observed.failure_reason if operation.state == State.FAILED else ""
+        )
+        operation.next_sync_at = None
+    else:
+        if observed.outcome == Outcome.PENDING:
+            operation.state = State.PENDING  # it has landed, whatever we thought before
+        elif before == State.PENDING and source == "submit":
+            operation.state = State.UNKNOWN
+        if source != "webhook":
+            delay = _sync_delay(operation.sync_count)
+            if delay is None:
+                _escalate(operation, now)
+            else:
+                operation.next_sync_at = now + timedelta(seconds=delay)
+    operation.updated_at = now
+    operation.save()
+    if operation.state != before:
+        _event(operation, operation.state)
+    return operation
+
+
+def _escalate(operation: AdapterOperation, now: Any) -> None:
+    operation.escalated_at = now
+    operation.next_sync_at = None
+    OperatorTask.objects.get_or_create(
+        operation=operation,
+        kind=OperatorTask.Kind.OPERATION_UNRESOLVED,
+        status=OperatorTask.Status.OPEN,
+        defaults={
+            "participant": operation.connection.participant,
+            "livemode": operation.connection.livemode,
+            "summary": (
+                f"{operation.kind} {operation.reference} is still {operation.state} after "
+                f"{operation.sync_count} status syncs"
+            ),
+            "details": {
+                "last_failure_code": operation.failure_code,
+                "provider_id": operation.provider_id,
+            },
+        },
+    )
+    _event(operation, "escalated")
+
+
+def operations_due(*, limit: int = 500) -> list[str]:
+    return list(
+        AdapterOperation.objects.filter(
+            state__in=[State.PENDING, State.UNKNOWN],
+            escalated_at__isnull=True,
+            next_sync_at__lte=timezone.now(),
+        )
+        .order_by("next_sync_at")
+        .values_list("pk", flat=True)[:limit]
+    )
+
+
+def operation_sync_soon(*, operation_id: str) -> None:
+    """Make an operation due now (an unverifiable notification named it, or an operator asked)."""
+    from hub.tasks_adapters import adapter_operation_sync_task
+
+    with transaction.atomic():
+        updated = AdapterOperation.objects.filter(
+            pk=operation_id, state__in=[State.PENDING, State.UNKNOWN]
+        ).update(next_sync_at=timezone.now())
+        if updated:
+            enqueue_after_commit(adapter_operation_sync_task, operation_id=operation_id)

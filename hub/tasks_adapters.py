@@ -1,0 +1,22 @@
+"""Celery tasks for adapter operations: the repair sweep and one status sync."""
+
+from __future__ import annotations
+
+from celery import shared_task
+
+from hub.services.adapters.operations import operation_sync, operations_due
+
+
+@shared_task(name="hub.adapter_operation_sync")
+def adapter_operation_sync_task(*, operation_id: str) -> str:
+    return operation_sync(operation_id=operation_id).state
+
+
+@shared_task(name="hub.adapter_repair")
+def adapter_repair_task() -> int:
+    """Every pending or unknown operation that is due gets a status sync; nothing stays pending
+    silently (``operation_observe`` escalates when the schedule is spent)."""
+    due = operations_due()
+    for operation_id in due:
+        adapter_operation_sync_task.apply_async(kwargs={"operation_id": operation_id})
+    return len(due)

@@ -1,0 +1,341 @@
+"""Events: the transactional outbox, the events API, and the fan-out into webhook deliveries."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from django.db import connection, transaction
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+import hub.services.webhooks as webhooks_module
+from hub.models import Event, Participant, WebhookDelivery, WebhookEndpoint
+from hub.services.events import event_emit
+from hub.services.participants import participant_payload
+from hub.services.webhooks import (
+    event_dispatch,
+    webhook_endpoint_create,
+    webhook_endpoint_update,
+    webhook_sweep,
+)
+from tests.conftest import Tenant, error_of
+from tests.factories import issue_key, principal_for
+
+EVENT_FIELDS = {
+    "id",
+    "object",
+    "type",
+    "created_at",
+    "livemode",
+    "participant",
+    "request_id",
+    "data",
+}
+
+
+def emit(owner: Participant, type: str = "participant.updated", *, livemode: bool = False) -> Event:
+    with transaction.atomic():
+        return event_emit(type=type, owner=owner, livemode=livemode, data={"id": owner.pk})
+
+
+# --- the outbox ------------------------------------------------------------------------------
+
+
+def test_a_change_writes_its_event_and_hands_it_off_after_commit(
+    transactional_db, api, tenants, sent_tasks
+):
+    operator, merchant = tenants["operator"], tenants["merchant"]
+
+    response = api.post(
+        f"/v1/participants/{merchant.id}", {"metadata": {"erp": "sap"}}, key=operator.key
+    )
+
+    assert response.status_code == 200, response.content
+    event = Event.objects.get()
+    assert event.type == "participant.updated"
+    assert event.participant_id == merchant.id
+    assert event.livemode is False
+    assert event.request_id == response["Request-Id"]
+    assert event.dispatched_at is None
+    assert event.data == participant_payload(Participant.objects.get(pk=merchant.id))
+    assert sent_tasks.calls == [("hub.event_dispatch", {"event_id": event.pk}, {})]
+
+
+def test_a_change_that_fails_after_its_event_leaves_neither(
+    transactional_db, api, tenants, sent_tasks, monkeypatch
+):
+    real_emit = webhooks_module.event_emit
+
+    def emit_then_fail(**kwargs: Any) -> Event:
+        real_emit(**kwargs)
+        assert Event.objects.filter(type=kwargs["type"]).count() == 1  # written, not committed
+        raise RuntimeError("the disk filled up")
+
+    monkeypatch.setattr(webhooks_module, "event_emit", emit_then_fail)
+
+    response = api.post(
+        "/v1/webhook_endpoints",
+        {"url": "https://hooks.example.com/a", "enabled_events": ["*"]},
+        key=tenants["merchant"].key,
+    )
+
+    assert response.status_code == 500
+    assert error_of(response)["code"] == "internal_error"
+    assert WebhookEndpoint.objects.count() == 0
+    assert Event.objects.count() == 0
+    assert sent_tasks.calls == []
+
+
+def test_a_rolled_back_transaction_takes_its_events_with_it(transactional_db, tenants, sent_tasks):
+    owner = tenants["merchant"].participant
+
+    def change_that_fails() -> None:
+        with transaction.atomic():
+            event_emit(type="participant.updated", owner=owner, livemode=False, data={})
+            raise ZeroDivisionError
+
+    with pytest.raises(ZeroDivisionError):
+        change_that_fails()
+
+    assert Event.objects.count() == 0
+    assert sent_tasks.calls == []
+
+    kept = emit(owner)
+    assert list(Event.objects.values_list("pk", flat=True)) == [kept.pk]
+    assert sent_tasks.calls == [("hub.event_dispatch", {"event_id": kept.pk}, {})]
+
+
+def test_an_event_outside_a_transaction_is_refused(transactional_db, tenants, sent_tasks):
+    with pytest.raises(RuntimeError, match="inside the transaction"):
+        event_emit(
+            type="participant.updated",
+            owner=tenants["merchant"].participant,
+            livemode=False,
+            data={},
+        )
+    assert Event.objects.count() == 0
+    assert sent_tasks.calls == []
+
+
+def test_event_emit_refuses_unknown_types_and_a_missing_mode(tenants):
+    owner = tenants["merchant"].participant
+    with pytest.raises(ValueError, match="unregistered"), transaction.atomic():
+        event_emit(type="participant.exploded", owner=owner, livemode=False, data={})
+    with pytest.raises(ValueError, match="mode"), transaction.atomic():
+        event_emit(type="participant.updated", owner=owner, data={})
+    assert Event.objects.count() == 0
+
+
+def test_an_actors_mode_and_request_id_go_on_the_event(tenants):
+    owner = tenants["merchant"].participant
+    actor = principal_for(owner, livemode=True, request_id="req_abc")
+    with transaction.atomic():
+        event = event_emit(type="participant.updated", owner=owner, actor=actor, data={"a": 1})
+    event.refresh_from_db()
+    assert (event.livemode, event.request_id, event.data) == (True, "req_abc", {"a": 1})
+
+
+# --- the events API --------------------------------------------------------------------------
+
+
+def list_events(api: Any, tenant: Tenant | str, **params: str) -> dict[str, Any]:
+    key = tenant if isinstance(tenant, str) else tenant.key
+    response = api.get("/v1/events", key=key, params=params)
+    assert response.status_code == 200, response.content
+    body: dict[str, Any] = response.json()
+    assert set(body) == {"object", "data", "has_more", "url"}
+    assert body["object"] == "list"
+    return body
+
+
+def test_participants_see_their_own_events_and_the_operator_sees_all(api, tenants):
+    merchant, other, operator = tenants["merchant"], tenants["other_merchant"], tenants["operator"]
+    mine = [emit(merchant.participant).pk, emit(merchant.participant, "api_key.created").pk]
+    theirs = emit(other.participant).pk
+    live = emit(merchant.participant, livemode=True).pk
+
+    assert [e["id"] for e in list_events(api, merchant)["data"]] == sorted(mine, reverse=True)
+    assert [e["id"] for e in list_events(api, other)["data"]] == [theirs]
+    assert [e["id"] for e in list_events(api, operator)["data"]] == sorted(
+        [*mine, theirs], reverse=True
+    )
+    live_key = issue_key(merchant.participant, livemode=True)
+    assert [e["id"] for e in list_events(api, live_key)["data"]] == [live]
+
+    response = api.get(f"/v1/events/{mine[0]}", key=merchant.key)
+    assert response.status_code == 200
+    event = Event.objects.get(pk=mine[0])
+    assert response.json() == {
+        "id": event.pk,
+        "object": "event",
+        "type": "participant.updated",
+        "created_at": event.created_at.isoformat().replace("+00:00", "Z"),
+        "livemode": False,
+        "participant": merchant.id,
+        "request_id": None,
+        "data": {"object": {"id": merchant.id}},
+    }
+    assert api.get(f"/v1/events/{mine[0]}", key=operator.key).json() == response.json()
+    for key, event_id in ((other.key, mine[0]), (merchant.key, theirs), (live_key, mine[0])):
+        refused = api.get(f"/v1/events/{event_id}", key=key)
+        assert refused.status_code == 404
+        assert error_of(refused)["code"] == "resource_missing"
+
+
+def test_events_filter_by_type(api, tenants):
+    merchant = tenants["merchant"]
+    updated = [emit(merchant.participant).pk for _ in range(2)]
+    created = emit(merchant.participant, "api_key.created").pk
+
+    body = list_events(api, merchant, type="participant.updated")
+    assert [e["id"] for e in body["data"]] == sorted(updated, reverse=True)
+    assert {e["type"] for e in body["data"]} == {"participant.updated"}
+    assert [e["id"] for e in list_events(api, merchant, type="api_key.created")["data"]] == [
+        created
+    ]
+    assert list_events(api, merchant, type="api_key.revoked")["data"] == []
+
+    for unknown in ("participant.exploded", "", "*"):
+        response = api.get("/v1/events", key=merchant.key, params={"type": unknown})
+        assert response.status_code == 400
+        error = error_of(response)
+        assert (error["code"], error["param"]) == ("event_type_unknown", "type")
+
+
+def test_events_are_paginated_newest_first(api, tenants):
+    merchant = tenants["merchant"]
+    ids = sorted((emit(merchant.participant).pk for _ in range(5)), reverse=True)
+
+    page = list_events(api, merchant, limit="2")
+    assert ([e["id"] for e in page["data"]], page["has_more"]) == (ids[:2], True)
+    page = list_events(api, merchant, limit="2", starting_after=ids[1])
+    assert ([e["id"] for e in page["data"]], page["has_more"]) == (ids[2:4], True)
+    page = list_events(api, merchant, limit="2", starting_after=ids[3])
+    assert ([e["id"] for e in page["data"]], page["has_more"]) == (ids[4:], False)
+    page = list_events(api, merchant, limit="2", ending_before=ids[4])
+    assert ([e["id"] for e in page["data"]], page["has_more"]) == (ids[2:4], True)
+    page = list_events(api, merchant, limit="2", ending_before=ids[2])
+    assert ([e["id"] for e in page["data"]], page["has_more"]) == (ids[:2], False)
+    page = list_events(api, merchant, limit="2", type="participant.updated")
+    assert [e["id"] for e in page["data"]] == ids[:2]
+    assert list_events(api, merchant)["data"][0]["id"] == ids[0]
+    assert len(list_events(api, merchant)["data"]) == 5
+
+
+def test_listing_events_costs_the_same_queries_for_one_or_many(api, tenants):
+    merchant = tenants["merchant"]
+    emit(merchant.participant)
+    list_events(api, merchant)  # the key's first use of the minute also records last_used_at
+    with CaptureQueriesContext(connection) as one:
+        assert len(list_events(api, merchant)["data"]) == 1
+    for _ in range(9):
+        emit(merchant.participant)
+    with CaptureQueriesContext(connection) as ten:
+        assert len(list_events(api, merchant)["data"]) == 10
+    assert len(ten.captured_queries) == len(one.captured_queries)
+
+
+# --- fan-out into deliveries -----------------------------------------------------------------
+
+
+def make_endpoint(
+    tenant: Tenant, events: list[str], *, livemode: bool = False, enabled: bool = True
+) -> WebhookEndpoint:
+    actor = principal_for(tenant.participant, livemode=livemode)
+    endpoint, _ = webhook_endpoint_create(
+        actor=actor, url="https://hooks.example.com/x", enabled_events=events
+    )
+    if not enabled:
+        endpoint = webhook_endpoint_update(endpoint_id=endpoint.pk, actor=actor, status="disabled")
+    return endpoint
+
+
+def test_dispatch_creates_one_delivery_per_subscribed_enabled_endpoint(
+    tenants, sent_tasks, django_capture_on_commit_callbacks
+):
+    merchant = tenants["merchant"]
+    everything = make_endpoint(merchant, ["*"])
+    this_type = make_endpoint(merchant, ["participant.updated", "api_key.created"])
+    make_endpoint(merchant, ["api_key.created"])  # another type
+    make_endpoint(merchant, ["*"], enabled=False)
+    make_endpoint(merchant, ["*"], livemode=True)
+    make_endpoint(tenants["other_merchant"], ["*"])
+    make_endpoint(tenants["operator"], ["*"])
+    event = emit(merchant.participant)
+    sent_tasks.calls.clear()
+
+    before = timezone.now()
+    with django_capture_on_commit_callbacks(execute=True):
+        created = event_dispatch(event_id=event.pk)
+
+    assert created == 2
+    deliveries = WebhookDelivery.objects.filter(event=event)
+    assert {d.endpoint_id for d in deliveries} == {everything.pk, this_type.pk}
+    for delivery in deliveries:
+        assert delivery.status == "pending"
+        assert delivery.attempts == 0
+        assert delivery.replay_of_id is None
+        assert delivery.next_attempt_at is not None
+        assert before <= delivery.next_attempt_at <= timezone.now()
+    assert sorted(sent_tasks.of("hub.webhook_attempt"), key=lambda k: k["delivery_id"]) == [
+        {"delivery_id": d.pk, "attempt": 0} for d in deliveries.order_by("pk")
+    ]
+    assert sent_tasks.names() == ["hub.webhook_attempt"] * 2
+    event.refresh_from_db()
+    assert event.dispatched_at is not None
+    assert WebhookDelivery.objects.count() == 2
+
+    # Dispatching again (a duplicate task, or the relay) adds nothing.
+    sent_tasks.calls.clear()
+    with django_capture_on_commit_callbacks(execute=True):
+        assert event_dispatch(event_id=event.pk) == 0
+    assert WebhookDelivery.objects.count() == 2
+    assert sent_tasks.calls == []
+
+
+def test_dispatch_with_no_subscriber_still_marks_the_event(tenants):
+    make_endpoint(tenants["merchant"], ["api_key.created"])
+    event = emit(tenants["merchant"].participant)
+    assert event_dispatch(event_id=event.pk) == 0
+    event.refresh_from_db()
+    assert event.dispatched_at is not None
+    assert WebhookDelivery.objects.count() == 0
+
+
+def test_dispatch_of_an_unknown_event_does_nothing(tenants):
+    assert event_dispatch(event_id="evt_01jd3k0000000000000000000") == 0
+
+
+def test_the_sweep_relays_events_whose_hand_off_was_lost(tenants, sent_tasks):
+    merchant = tenants["merchant"]
+    endpoint = make_endpoint(merchant, ["participant.updated"])
+    long_ago = timezone.now() - timedelta(hours=1)
+    lost = Event.objects.create(
+        type="participant.updated",
+        participant=merchant.participant,
+        livemode=False,
+        data={},
+        created_at=long_ago,
+    )
+    Event.objects.create(  # handed off and dispatched
+        type="participant.updated",
+        participant=merchant.participant,
+        livemode=False,
+        data={},
+        created_at=long_ago,
+        dispatched_at=long_ago,
+    )
+    emit(merchant.participant)  # fresh: its own hand-off is still on the way
+    sent_tasks.calls.clear()
+
+    assert webhook_sweep() == (0, 1)
+    assert sent_tasks.calls == [("hub.event_dispatch", {"event_id": lost.pk}, {})]
+
+    # What the worker then does with it.
+    assert event_dispatch(event_id=lost.pk) == 1
+    assert WebhookDelivery.objects.get(event=lost).endpoint_id == endpoint.pk
+    sent_tasks.calls.clear()
+    assert webhook_sweep() == (1, 0)
+    assert sent_tasks.of("hub.event_dispatch") == []
