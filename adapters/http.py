@@ -16,7 +16,11 @@ connect refused / timed out   retried                retried (nothing was sent)
 read timeout                  retried                ``AdapterTimeout`` (unknown)
 reset, protocol error         retried                ``UnknownOutcome``
 5xx                           retried                ``UnknownOutcome``
-circuit open                  ``CounterpartyUnavailable`` at once, no call made
+3xx (never followed)          ``UnknownOutcome``     ``UnknownOutcome``
+body too large, undecodable,  retried                ``UnknownOutcome``
+or slower than total_timeout
+circuit open                  ``CounterpartyUnavailable`` at once, no call made (but
+                              ``UnknownOutcome`` if an earlier attempt may have landed)
 ============================  =====================  ================================
 
 When retries run out, a call that may have landed ends ``UnknownOutcome``, one that surely did
@@ -26,6 +30,7 @@ not ends ``CounterpartyUnavailable``.
 from __future__ import annotations
 
 import ipaddress
+import logging
 import random
 import socket
 import threading
@@ -43,6 +48,8 @@ from adapters.errors import (
     HostNotAllowed,
     UnknownOutcome,
 )
+
+logger = logging.getLogger("adapters.http")
 
 REDACTED = "[redacted]"
 _SENSITIVE_HEADER_WORDS = (
@@ -139,6 +146,8 @@ class ClientPolicy:
     backoff_cap: float = 2.0
     breaker_threshold: int = 5
     breaker_cooldown: float = 30.0
+    total_timeout: float = 30.0  # the whole exchange, however the provider trickles
+    max_response_bytes: int = 4 * 1024 * 1024
 
 
 def redact_headers(headers: Iterable[tuple[str, str]]) -> dict[str, str]:
@@ -231,24 +240,27 @@ class HubHttpClient:
             clock = time.monotonic()
 
             def record(status: int | None, response_body: str, error: str, result: str) -> None:
-                self.recorder(
-                    AttemptRecord(
-                        participant_id=self.participant_id,
-                        adapter=self.adapter,
-                        operation=operation,
-                        attempt=attempt,  # noqa: B023 (called within this iteration)
-                        method=request.method,
-                        url=url,
-                        request_headers=headers,
-                        request_body=body_text,
-                        status_code=status,
-                        response_body=redact_text(response_body, self.secrets),
-                        error=error,
-                        result=result,
-                        duration_ms=int((time.monotonic() - clock) * 1000),  # noqa: B023
-                        started_at=started,  # noqa: B023
-                    )
+                entry = AttemptRecord(
+                    participant_id=self.participant_id,
+                    adapter=self.adapter,
+                    operation=operation,
+                    attempt=attempt,  # noqa: B023 (called within this iteration)
+                    method=request.method,
+                    url=url,
+                    request_headers=headers,
+                    request_body=body_text,
+                    status_code=status,
+                    response_body=redact_text(response_body, self.secrets),
+                    error=error,
+                    result=result,
+                    duration_ms=int((time.monotonic() - clock) * 1000),  # noqa: B023
+                    started_at=started,  # noqa: B023
                 )
+                try:
+                    self.recorder(entry)
+                except Exception:
+                    # A failing log must not turn a known outcome into an unknown one.
+                    logger.exception("could not store the attempt record of %s", operation)
 
             try:
                 self._check_host(request.url)
@@ -262,26 +274,30 @@ class HubHttpClient:
                 cooldown=policy.breaker_cooldown,
             ):
                 record(None, "", "circuit open", "circuit_open")
-                raise CounterpartyUnavailable(
+                message = (
                     f"{self.adapter} {operation} is failing; calls are paused for up to "
                     f"{policy.breaker_cooldown:g} s"
                 )
+                if may_have_landed:
+                    # An earlier attempt of this call may have been applied: still unknown.
+                    raise UnknownOutcome(message) from last_error
+                raise CounterpartyUnavailable(message)
             retry = False
             try:
-                response = self._client.send(request)
-                response.read()
+                response = self._exchange(request, deadline=clock + policy.total_timeout)
             except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
                 record(None, "", f"{type(exc).__name__}: {exc}", "connection_error")
                 self._record_breaker(key, ok=False)
                 last_error = CounterpartyUnavailable(f"could not connect: {type(exc).__name__}")
                 retry = True
             except httpx.TimeoutException as exc:
-                record(None, "", f"{type(exc).__name__}", "timeout")
+                record(None, "", f"{type(exc).__name__}: {exc}", "timeout")
                 self._record_breaker(key, ok=False)
                 may_have_landed = True
                 last_error = AdapterTimeout(f"{operation} timed out after the request was sent")
                 retry = idempotent
-            except httpx.TransportError as exc:
+            except httpx.HTTPError as exc:
+                # Resets, protocol errors, undecodable or oversized bodies: the request was sent.
                 record(None, "", f"{type(exc).__name__}: {exc}", "protocol_error")
                 self._record_breaker(key, ok=False)
                 may_have_landed = True
@@ -303,6 +319,13 @@ class HubHttpClient:
                     self._record_breaker(key, ok=True)
                     last_error = CounterpartyUnavailable(f"{operation} was rate limited (HTTP 429)")
                     retry = True
+                elif 300 <= status < 400:
+                    # Redirects are never followed; an API answering one did something unknown.
+                    record(status, text, f"unexpected redirect HTTP {status}", "http_error")
+                    self._record_breaker(key, ok=True)
+                    may_have_landed = True
+                    last_error = UnknownOutcome(f"{operation} answered a redirect (HTTP {status})")
+                    retry = False
                 else:
                     record(status, text, "" if status < 400 else f"HTTP {status}", "ok")
                     self._record_breaker(key, ok=True)
@@ -316,6 +339,32 @@ class HubHttpClient:
         if may_have_landed and not isinstance(last_error, UnknownOutcome):
             raise UnknownOutcome(f"{operation} may have been applied: {last_error}") from last_error
         raise last_error
+
+    def _exchange(self, request: httpx.Request, *, deadline: float) -> httpx.Response:
+        """Send and read the whole answer within ``deadline`` (a read timeout alone bounds each
+        read, not a provider that trickles) and within ``max_response_bytes``."""
+        streamed = self._client.send(request, stream=True)
+        try:
+            chunks: list[bytes] = []
+            size = 0
+            for chunk in streamed.iter_bytes():
+                size += len(chunk)
+                if size > self.policy.max_response_bytes:
+                    raise httpx.DecodingError(
+                        f"response larger than {self.policy.max_response_bytes} bytes",
+                        request=request,
+                    )
+                if time.monotonic() > deadline:
+                    raise httpx.ReadTimeout("the whole answer took too long", request=request)
+                chunks.append(chunk)
+        finally:
+            streamed.close()
+        headers = [
+            (k, v) for k, v in streamed.headers.multi_items() if k.lower() != "content-encoding"
+        ]
+        return httpx.Response(
+            streamed.status_code, headers=headers, content=b"".join(chunks), request=request
+        )
 
     def _record_breaker(self, key: str, *, ok: bool) -> None:
         self.breaker.record(key, ok=ok, now=time.time(), threshold=self.policy.breaker_threshold)

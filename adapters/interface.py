@@ -49,7 +49,8 @@ class PayinResult:
     provider_id: str
     amount: Amount
     outcome: Outcome
-    failure_code: str | None = None
+    failure_code: str | None = None  # the hub's code, from the adapter's error table
+    failure_reason: str | None = None  # the provider's own code and words
 
 
 @dataclass(frozen=True)
@@ -66,7 +67,8 @@ class RefundResult:
     provider_id: str
     amount: Amount
     outcome: Outcome
-    failure_code: str | None = None
+    failure_code: str | None = None  # the hub's code, from the adapter's error table
+    failure_reason: str | None = None  # the provider's own code and words
 
 
 @dataclass(frozen=True)

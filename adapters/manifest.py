@@ -37,7 +37,9 @@ class ErrorTable:
 
     def rejected(self, provider_code: str, message: str) -> Rejected:
         rule = self.lookup(provider_code)
-        return Rejected(message, hub_code=rule.hub_code, provider_code=provider_code)
+        error = Rejected(message, hub_code=rule.hub_code, provider_code=provider_code)
+        error.retryable = rule.retryable  # the table's word, not the class default
+        return error
 
 
 @dataclass(frozen=True)

@@ -154,14 +154,56 @@ def test_429_is_retried_and_4xx_is_returned_for_the_error_table():
     assert [r.error for r in records] == ["HTTP 429", "HTTP 402"]
 
 
-def test_redirects_are_not_followed():
+def test_redirects_are_not_followed_and_read_as_unknown():
+    seen: list[httpx.Request] = []
+
     def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
         return httpx.Response(302, headers={"Location": "https://evil.example/steal"})
 
     client, records, _ = make_client(handler)
-    response = client.send("payout_status", post(client), idempotent=True)
-    assert response.status_code == 302
-    assert len(records) == 1
+    with pytest.raises(UnknownOutcome):
+        client.send("payout_status", post(client), idempotent=True)
+    assert [r.url for r in seen] == ["https://api.bank.example/payouts"]
+    assert [(r.status_code, r.error) for r in records] == [(302, "unexpected redirect HTTP 302")]
+
+
+def test_a_circuit_opening_between_retries_of_a_landed_call_reads_unknown():
+    handler, seen = scripted(httpx.ReadTimeout("slow"))
+    client, records, _ = make_client(handler, max_attempts=3, breaker_threshold=1)
+    with pytest.raises(UnknownOutcome):
+        client.send("payout_status", post(client), idempotent=True)
+    assert len(seen) == 1
+    assert [r.result for r in records] == ["timeout", "circuit_open"]
+
+
+def test_undecodable_and_oversized_bodies_read_unknown_and_are_logged():
+    def bad_gzip(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, headers={"Content-Encoding": "gzip"}, content=b"not gzip")
+
+    client, records, _ = make_client(bad_gzip)
+    with pytest.raises(UnknownOutcome):
+        client.send("payout_create", post(client), idempotent=False)
+    assert [r.result for r in records] == ["protocol_error"]
+
+    def huge(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, content=b"x" * 2048)
+
+    client, records, _ = make_client(huge, max_response_bytes=1024)
+    with pytest.raises(UnknownOutcome):
+        client.send("payout_create", post(client), idempotent=False)
+    assert "larger than 1024 bytes" in records[0].error
+
+
+def test_a_recorder_that_fails_does_not_change_the_outcome():
+    handler, _ = scripted(200)
+    client, _, _ = make_client(handler)
+
+    def broken(record: AttemptRecord) -> None:
+        raise RuntimeError("database down")
+
+    client.recorder = broken
+    assert client.send("payout_create", post(client), idempotent=False).status_code == 200
 
 
 def test_circuit_opens_after_threshold_and_answers_fast():
@@ -236,6 +278,15 @@ class _Server(BaseHTTPRequestHandler):
             return
         if self.server.mode == "slow":  # type: ignore[attr-defined]
             threading.Event().wait(1.0)
+        if self.server.mode == "trickle":  # type: ignore[attr-defined]
+            self.send_response(200)
+            self.send_header("Content-Length", "20")
+            self.end_headers()
+            for _ in range(20):
+                self.wfile.write(b"x")
+                self.wfile.flush()
+                threading.Event().wait(0.1)
+            return
         body = b'{"ok": true}'
         self.send_response(200)
         self.send_header("Content-Length", str(len(body)))
@@ -255,11 +306,14 @@ def loopback() -> Iterator[ThreadingHTTPServer]:
     server.server_close()
 
 
-@pytest.mark.parametrize(("mode", "error"), [("slow", AdapterTimeout), ("reset", UnknownOutcome)])
+@pytest.mark.parametrize(
+    ("mode", "error"),
+    [("slow", AdapterTimeout), ("reset", UnknownOutcome), ("trickle", AdapterTimeout)],
+)
 def test_real_socket_faults_on_a_sandbox_host(loopback, mode, error):
     loopback.mode = mode
     client, records, _ = make_client(
-        hosts=frozenset({"127.0.0.1"}), allow_private=True, read_timeout=0.3
+        hosts=frozenset({"127.0.0.1"}), allow_private=True, read_timeout=0.3, total_timeout=0.5
     )
     url = f"http://127.0.0.1:{loopback.server_address[1]}/payouts"
     with pytest.raises(error):
