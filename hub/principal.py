@@ -36,11 +36,23 @@ class Principal:
 # Scopes each role's keys may carry. A key carries its role's full set unless it was issued with
 # a narrower list. Endpoints name the one scope they need.
 READ_SCOPES = frozenset(
-    {"participants:read", "api_keys:read", "events:read", "webhooks:read", "audit:read"}
+    {
+        "participants:read",
+        "api_keys:read",
+        "events:read",
+        "webhooks:read",
+        "audit:read",
+        "adapters:read",
+    }
 )
 ROLE_SCOPES: dict[str, frozenset[str]] = {
     role: READ_SCOPES | {"api_keys:write", "webhooks:write"} for role in Role.values
 }
-ROLE_SCOPES[Role.OPERATOR] = ROLE_SCOPES[Role.OPERATOR] | {"participants:write"}
+ROLE_SCOPES[Role.OPERATOR] = ROLE_SCOPES[Role.OPERATOR] | {
+    "participants:write",
+    "adapters:write",
+    "operator_tasks:read",
+    "operator_tasks:write",
+}
 # A regulator never writes data; it may still look after its own keys.
 ROLE_SCOPES[Role.REGULATOR] = READ_SCOPES | {"api_keys:write"}

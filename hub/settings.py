@@ -159,6 +159,12 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    "ENUM_NAME_OVERRIDES": {
+        "ParticipantStatusEnum": "hub.models.participants.Participant.Status",
+        "EnabledStatusEnum": "hub.models.events.WebhookEndpoint.Status",
+        "OperatorTaskStatusEnum": "hub.models.adapters.OperatorTask.Status",
+        "OperationStateEnum": "hub.models.adapters.AdapterOperation.State",
+    },
 }
 
 # Celery. The default broker keeps its messages in files under HUB_DATA_DIR, so that a real worker

@@ -7,8 +7,8 @@ import os
 from celery import shared_task
 
 from hub.services.idempotency import idempotency_purge
-from hub.tasks_adapters import adapter_operation_sync_task, adapter_repair_task
 from hub.services.webhooks import event_dispatch, webhook_attempt, webhook_sweep
+from hub.tasks_adapters import adapter_operation_sync_task, adapter_repair_task
 
 
 @shared_task(name="hub.event_dispatch")

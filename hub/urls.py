@@ -4,7 +4,7 @@ from drf_spectacular.views import (
     SpectacularSwaggerView,
 )
 
-from hub.api.views import events, meta, participants
+from hub.api.views import adapters, events, meta, participants
 
 ID = r"(?P<{}>[a-z]+_[0-9a-z]{{26}})"
 
@@ -68,6 +68,43 @@ urlpatterns = [
         name="webhook_delivery_replay",
     ),
     path("v1/audit_entries", events.AuditEntryListView.as_view(), name="audit_entries"),
+    path("v1/adapters", adapters.AdapterListView.as_view(), name="adapters"),
+    path(
+        "v1/adapter_connections",
+        adapters.AdapterConnectionListView.as_view(),
+        name="adapter_connections",
+    ),
+    re_path(
+        rf"^v1/adapter_connections/{_id('connection_id')}$",
+        adapters.AdapterConnectionDetailView.as_view(),
+        name="adapter_connection",
+    ),
+    path(
+        "v1/adapter_operations",
+        adapters.AdapterOperationListView.as_view(),
+        name="adapter_operations",
+    ),
+    re_path(
+        rf"^v1/adapter_operations/{_id('operation_id')}$",
+        adapters.AdapterOperationDetailView.as_view(),
+        name="adapter_operation",
+    ),
+    re_path(
+        rf"^v1/adapter_operations/{_id('operation_id')}/sync$",
+        adapters.AdapterOperationSyncView.as_view(),
+        name="adapter_operation_sync",
+    ),
+    path("v1/operator_tasks", adapters.OperatorTaskListView.as_view(), name="operator_tasks"),
+    re_path(
+        rf"^v1/operator_tasks/{_id('task_id')}/resolve$",
+        adapters.OperatorTaskResolveView.as_view(),
+        name="operator_task_resolve",
+    ),
+    re_path(
+        rf"^v1/inbound/{_id('connection_id')}$",
+        adapters.InboundWebhookView.as_view(),
+        name="inbound_webhook",
+    ),
     path("v1/openapi.json", SpectacularJSONAPIView.as_view(), name="openapi"),
     path("v1/docs", SpectacularSwaggerView.as_view(url_name="openapi"), name="docs"),
 ]

@@ -15,6 +15,7 @@ each call follows from its row:
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,7 +26,8 @@ from django.urls import URLPattern, get_resolver, reverse
 from django.utils import timezone
 
 from hub.api.base import HubAPIView
-from hub.models import Event, WebhookDelivery
+from hub.crypto import encrypt
+from hub.models import AdapterConnection, AdapterOperation, Event, OperatorTask, WebhookDelivery
 from hub.sandbox import make_uscc
 from hub.services.events import event_emit
 from hub.services.webhooks import event_dispatch, webhook_endpoint_create
@@ -49,7 +51,10 @@ class Row:
     allowed: frozenset[str]
     ok: int = 200
     target: str | None = None  # the kind of object the URL names, if any
-    body: dict[str, Any] = field(default_factory=dict)
+    # A body, or a function of the tenants giving one (when it must name a tenant's object).
+    body: dict[str, Any] | Callable[[dict[str, Tenant]], dict[str, Any]] = field(
+        default_factory=dict
+    )
     auth: str = KEY
     echo: bool = False  # a success answers with the object the URL names
 
@@ -68,6 +73,21 @@ HOOK_URL = "https://receiver.example/hooks"
 HOOK = {"url": HOOK_URL, "enabled_events": ["*"]}
 DESCRIBE = {"description": "x"}
 NOTHING: dict[str, Any] = {}
+SANDBOX_BANK = {"base_url": "http://127.0.0.1:9/", "client_id": "weihai-hub"}
+
+
+def enable_bank(tenants: dict[str, Tenant]) -> dict[str, Any]:
+    return {
+        "participant": tenants["bank"].id,
+        "adapter": "bank",
+        "config": SANDBOX_BANK,
+        "credentials": {"signing_key": "k" * 32},
+        "sandbox": True,
+    }
+
+
+DISABLE = {"status": "disabled"}
+RESOLVE = {"note": "checked with the bank by phone"}
 
 # fmt: off
 TABLE = [
@@ -95,6 +115,18 @@ TABLE = [
     Row("GET",  "webhook_delivery",        ALL,      200, "webhook_delivery", echo=True),
     Row("POST", "webhook_delivery_replay", WRITERS,  201, "webhook_delivery", NOTHING),
     Row("GET",  "audit_entries",           ALL),
+    Row("GET",  "adapters",                OPERATOR),
+    Row("GET",  "adapter_connections",     ALL),
+    Row("POST", "adapter_connections",     OPERATOR, 201, None,               enable_bank),
+    Row("GET",  "adapter_connection",      ALL,      200, "adapter_connection", echo=True),
+    Row("POST", "adapter_connection",      OPERATOR, 200, "adapter_connection", DISABLE, echo=True),
+    Row("GET",  "adapter_operations",      ALL),
+    Row("GET",  "adapter_operation",       ALL,      200, "adapter_operation", echo=True),
+    Row("POST", "adapter_operation_sync",  OPERATOR, 202, "adapter_operation", NOTHING, echo=True),
+    Row("GET",  "operator_tasks",          OPERATOR),
+    Row("POST", "operator_task_resolve",   OPERATOR, 200, "operator_task",    RESOLVE, echo=True),
+    # Institutions authenticate notifications by signature, not API key: unsigned is 401 for all.
+    Row("POST", "inbound_webhook",         ALL,      401, "inbound_connection", auth=PUBLIC),
 ]
 # fmt: on
 
@@ -127,7 +159,9 @@ def test_every_endpoint_has_a_row():
 
 def test_the_regulator_writes_only_its_own_keys():
     regulator_writes = {
-        row.name for row in TABLE if row.method != "GET" and "regulator" in row.allowed
+        row.name
+        for row in TABLE
+        if row.method != "GET" and "regulator" in row.allowed and row.auth == KEY
     }
     assert regulator_writes == {"api_key_revoke", "api_key_rotate"}
 
@@ -157,7 +191,53 @@ def _delivery(tenant: Tenant) -> str:
     return WebhookDelivery.objects.get(endpoint_id=endpoint_id).pk
 
 
+def _connection(tenant: Tenant, adapter: str = "bank") -> str:
+    credentials = (
+        {"signing_key": "k" * 32}
+        if adapter == "bank"
+        else {"secret_key": "sk_test_x", "webhook_secret": "whsec_x"}
+    )
+    connection = AdapterConnection.objects.create(
+        participant=tenant.participant,
+        adapter=adapter,
+        livemode=False,
+        sandbox=True,
+        config=SANDBOX_BANK if adapter == "bank" else {"base_url": "http://127.0.0.1:9/"},
+        credentials_encrypted=encrypt(json.dumps(credentials)),
+    )
+    return connection.pk
+
+
+def _operation(tenant: Tenant) -> str:
+    operation = AdapterOperation.objects.create(
+        connection_id=_connection(tenant),
+        kind="payout",
+        reference=f"po_{tenant.id[-12:]}",
+        request={},
+        amount_minor=100_00,
+        currency="CNY",
+        state="unknown",
+    )
+    return operation.pk
+
+
+def _task(tenant: Tenant) -> str:
+    operation = AdapterOperation.objects.get(pk=_operation(tenant))
+    task = OperatorTask.objects.create(
+        kind="operation_unresolved",
+        participant=tenant.participant,
+        livemode=False,
+        operation=operation,
+        summary="still unknown",
+    )
+    return task.pk
+
+
 MAKERS: dict[str, Callable[[Tenant], str]] = {
+    "adapter_connection": _connection,
+    "inbound_connection": lambda tenant: _connection(tenant, "stripe_like"),
+    "adapter_operation": _operation,
+    "operator_task": _task,
     "participant": lambda tenant: tenant.id,
     "api_key": lambda tenant: api_key_of(issue_key(tenant.participant)).pk,
     "event": _event,
@@ -182,13 +262,13 @@ CALLERS = (*ROLES, "no key", "malformed header", "revoked key")
 
 def expected(row: Row, caller: str, foreign: bool) -> tuple[int, str | None]:
     if caller == "no key":
-        return (401, "api_key_missing") if row.auth == KEY else (200, None)
+        return (401, "api_key_missing") if row.auth == KEY else (row.ok, None)
     if caller == "malformed header":
-        return (200, None) if row.auth == PUBLIC else (401, "invalid_authorization_header")
+        return (row.ok, None) if row.auth == PUBLIC else (401, "invalid_authorization_header")
     if caller == "revoked key":
-        return (200, None) if row.auth == PUBLIC else (401, "invalid_api_key")
+        return (row.ok, None) if row.auth == PUBLIC else (401, "invalid_api_key")
     if row.auth != KEY:
-        return 200, None
+        return row.ok, None
     if caller not in row.allowed:
         return 403, "role_forbidden"
     if foreign and caller != "operator":
@@ -231,7 +311,8 @@ def test_access(api, tenants, row, caller, foreign):
     if row.method == "GET":
         response = api.client.get(url, headers=headers)
     else:
-        response = api.client.post(url, row.body, content_type="application/json", headers=headers)
+        body = row.body(tenants) if callable(row.body) else row.body
+        response = api.client.post(url, body, content_type="application/json", headers=headers)
 
     status, code = expected(row, caller, foreign)
     assert response.status_code == status, response.content[:300]

@@ -169,13 +169,14 @@ def adapter_connection_update(
     )
     if connection is None:
         raise errors.NotFound()
-    _check(
-        adapter=connection.adapter,
-        role=connection.participant.role,
-        config=config if config is not None else connection.config,
-        credentials=credentials,
-        sandbox=connection.sandbox,
-    )
+    if config is not None or credentials is not None:
+        _check(
+            adapter=connection.adapter,
+            role=connection.participant.role,
+            config=config if config is not None else connection.config,
+            credentials=credentials,
+            sandbox=connection.sandbox,
+        )
     if config is not None:
         connection.config = config
     if credentials is not None:
