@@ -5,13 +5,16 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 PORT ?= 8000
+# Adapter packages installed in development beside the hub (each its own distribution, found
+# through its hub.adapters entry point like any third-party adapter).
+ADAPTER_PACKAGES := examples/hub-adapter-example
 
 .PHONY: run test lint typecheck check install lock clean
 
-$(BIN)/hub: pyproject.toml constraints.txt
+$(BIN)/hub: pyproject.toml constraints.txt $(ADAPTER_PACKAGES:%=%/pyproject.toml)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]' $(ADAPTER_PACKAGES:%=-e %)
 	touch $(BIN)/hub
 
 install: $(BIN)/hub
@@ -30,7 +33,7 @@ lint: install
 	$(BIN)/ruff format --check .
 
 typecheck: install
-	$(BIN)/mypy hub tests bench
+	$(BIN)/mypy hub tests bench adapters examples/hub-adapter-example/src
 
 check: lint typecheck test
 

@@ -230,7 +230,11 @@ class HubHttpClient:
         key = f"{self.participant_id}:{self.adapter}:{operation}"
         policy = self.policy
         body_text = redact_text(request.content.decode("utf-8", "replace"), self.secrets)
-        headers = redact_headers(request.headers.items())
+        # Sensitive header names are hidden whole; any credential value elsewhere is hidden too.
+        headers = {
+            name: redact_text(value, self.secrets)
+            for name, value in redact_headers(request.headers.items()).items()
+        }
         url = redact_text(str(request.url), self.secrets)
         attempts = policy.max_attempts if policy.max_attempts > 0 else 1
         last_error: Exception | None = None

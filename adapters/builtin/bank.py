@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote as urlquote
 from xml.etree import ElementTree as ET
 
@@ -46,6 +46,9 @@ from adapters.interface import (
     StatementRequest,
 )
 from adapters.manifest import Capability, ErrorRule, ErrorTable, Manifest
+
+if TYPE_CHECKING:
+    from adapters.conformance.hook import SandboxHandle
 
 CAMT053_NS = "urn:iso:std:iso:20022:tech:xsd:camt.053.001.08"
 MAX_END_TO_END_ID = 35  # ISO 20022 Max35Text
@@ -112,6 +115,13 @@ class GenericBankAdapter(BankAdapter):
         secret_fields=frozenset({"signing_key"}),
         config_fields=frozenset({"base_url", "client_id"}),
     )
+
+    @classmethod
+    def conformance_sandbox(cls) -> SandboxHandle:
+        """The conformance kit's hook (``adapters.conformance.hook``)."""
+        from adapters.conformance.builtin import bank_sandbox
+
+        return bank_sandbox()
 
     def __init__(
         self,

@@ -28,12 +28,16 @@ from datetime import date, timedelta
 from decimal import ROUND_HALF_EVEN, Context, Decimal, InvalidOperation
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from adapters.capabilities import RateSourceAdapter
 from adapters.errors import AdapterError, AdapterMisconfigured
 from adapters.http import HubHttpClient
 from adapters.interface import ReferenceRate
 from adapters.manifest import Capability, Manifest
+
+if TYPE_CHECKING:
+    from adapters.conformance.hook import SandboxHandle
 
 SOURCE = "ECB"
 CROSS_RATE_DIGITS = 28
@@ -148,6 +152,13 @@ class EcbReferenceRates(RateSourceAdapter):
         idempotent_operations=frozenset({"rate_for_date"}),
         config_fields=frozenset(),
     )
+
+    @classmethod
+    def conformance_sandbox(cls) -> SandboxHandle:
+        """The conformance kit's hook (``adapters.conformance.hook``)."""
+        from adapters.conformance.builtin import ecb_sandbox
+
+        return ecb_sandbox()
 
     def __init__(
         self,

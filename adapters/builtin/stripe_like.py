@@ -14,7 +14,7 @@ import hmac
 import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
@@ -38,6 +38,9 @@ from adapters.interface import (
     RefundResult,
 )
 from adapters.manifest import Capability, ErrorRule, ErrorTable, Manifest
+
+if TYPE_CHECKING:
+    from adapters.conformance.hook import SandboxHandle
 
 DEFAULT_WEBHOOK_TOLERANCE = 300  # seconds, either side of our clock
 
@@ -132,6 +135,13 @@ class StripeLikeAdapter(PaymentInstitutionAdapter):
         secret_fields=frozenset({"secret_key", "webhook_secret"}),
         config_fields=frozenset({"base_url"}),
     )
+
+    @classmethod
+    def conformance_sandbox(cls) -> SandboxHandle:
+        """The conformance kit's hook (``adapters.conformance.hook``)."""
+        from adapters.conformance.builtin import stripe_like_sandbox
+
+        return stripe_like_sandbox()
 
     def __init__(
         self,

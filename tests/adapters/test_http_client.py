@@ -64,7 +64,7 @@ def post(client: HubHttpClient) -> httpx.Request:
         "POST",
         "https://api.bank.example/payouts",
         json={"reference": "po_1", "token": SECRET},
-        headers={"Authorization": f"Bearer {SECRET}", "X-Trace": "t1"},
+        headers={"Authorization": f"Bearer {SECRET}", "X-Trace": "t1", "X-Auth": SECRET},
     )
 
 
@@ -78,6 +78,7 @@ def test_success_is_logged_once_with_secrets_redacted():
     assert (record.attempt, record.status_code, record.result, record.error) == (1, 200, "ok", "")
     assert record.request_headers["authorization"] == REDACTED
     assert record.request_headers["x-trace"] == "t1"
+    assert record.request_headers["x-auth"] == REDACTED  # a credential under a plain name
     assert SECRET not in record.request_body
     assert json.loads(record.request_body)["token"] == REDACTED
     assert (record.participant_id, record.adapter, record.operation) == (

@@ -481,14 +481,18 @@ def test_disabled_endpoints_do_not_count_against_the_limit(api, tenants):
     first = create_endpoint(api, merchant)
     for _ in range(MAX_ENDPOINTS_PER_PARTICIPANT - 1):
         create_endpoint(api, merchant)
-    response = api.post(f"/v1/webhook_endpoints/{first['id']}", {"status": "disabled"}, key=merchant.key)
+    response = api.post(
+        f"/v1/webhook_endpoints/{first['id']}", {"status": "disabled"}, key=merchant.key
+    )
     assert response.status_code == 200
     replacement = create_endpoint(api, merchant)  # the disabled one freed its slot
     assert replacement["status"] == "enabled"
 
     # Enabling the old one again would make 17 enabled endpoints: refused, nothing changes.
     events_before = Event.objects.count()
-    response = api.post(f"/v1/webhook_endpoints/{first['id']}", {"status": "enabled"}, key=merchant.key)
+    response = api.post(
+        f"/v1/webhook_endpoints/{first['id']}", {"status": "enabled"}, key=merchant.key
+    )
     assert response.status_code == 409
     assert error_of(response)["code"] == "webhook_endpoint_limit"
     assert WebhookEndpoint.objects.get(pk=first["id"]).status == "disabled"
