@@ -7,6 +7,7 @@ participant with its configuration.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cache
 from importlib.metadata import EntryPoint, entry_points
 
 from adapters.capabilities import Adapter
@@ -35,8 +36,10 @@ def _load(entry: EntryPoint) -> InstalledAdapter:
     return InstalledAdapter(entry.name, loaded, dist)
 
 
-def installed_adapters() -> dict[str, InstalledAdapter]:
-    """Every adapter installed in this environment, by name."""
+@cache
+def _scan() -> tuple[tuple[str, InstalledAdapter], ...]:
+    # Once per process: the installed distributions do not change under a running hub, and
+    # reading entry points costs milliseconds on every call that needs an adapter.
     found: dict[str, InstalledAdapter] = {}
     for entry in entry_points(group=GROUP):
         if entry.name in found:
@@ -44,13 +47,24 @@ def installed_adapters() -> dict[str, InstalledAdapter]:
                 f"two installed packages both provide the adapter {entry.name!r}"
             )
         found[entry.name] = _load(entry)
-    return dict(sorted(found.items()))
+    return tuple(sorted(found.items()))
 
 
+def installed_adapters() -> dict[str, InstalledAdapter]:
+    """Every adapter installed in this environment, by name."""
+    return dict(_scan())
+
+
+@cache
 def get_adapter(name: str) -> InstalledAdapter:
-    adapters = installed_adapters()
-    if name not in adapters:
+    """Load only the adapter asked for, so that one broken package elsewhere does not stop
+    every other institution's calls."""
+    entries = [entry for entry in entry_points(group=GROUP) if entry.name == name]
+    if not entries:
+        names = sorted({entry.name for entry in entry_points(group=GROUP)})
         raise AdapterMisconfigured(
-            f"no installed adapter is named {name!r}; installed: {', '.join(adapters) or 'none'}"
+            f"no installed adapter is named {name!r}; installed: {', '.join(names) or 'none'}"
         )
-    return adapters[name]
+    if len(entries) > 1:
+        raise AdapterMisconfigured(f"two installed packages both provide the adapter {name!r}")
+    return _load(entries[0])

@@ -88,3 +88,52 @@ def sandbox_participants() -> list[Participant]:
             )
         )
     return result
+
+
+def sandbox_urls(host: str = "127.0.0.1") -> dict[str, str]:
+    """Where ``hub serve`` runs each sandbox institution (fixed ports, so seeded connections
+    keep pointing at them across restarts)."""
+    from hub.conf import hub_settings
+
+    ports: dict[str, int] = hub_settings.SANDBOX_PORTS
+    return {name: f"http://{host}:{port}" for name, port in ports.items()}
+
+
+def sandbox_connections(participants: list[Participant]) -> dict[str, str]:
+    """Connect the sandbox payment institution and bank to their sandbox institutions (test
+    mode). Returns adapter name -> connection id; existing connections are kept as they are."""
+    import json
+
+    from adapters.sandbox.bank import DEFAULT_CLIENT_ID, DEFAULT_SIGNING_KEY
+    from adapters.sandbox.stripe_like import DEFAULT_SECRET_KEY, DEFAULT_WEBHOOK_SECRET
+    from hub.crypto import encrypt
+    from hub.models import AdapterConnection
+
+    urls = sandbox_urls()
+    by_role = {p.role: p for p in participants}
+    wanted = {
+        "stripe_like": (
+            by_role[Role.PAYMENT_INSTITUTION],
+            {"base_url": urls["stripe_like"]},
+            {"secret_key": DEFAULT_SECRET_KEY, "webhook_secret": DEFAULT_WEBHOOK_SECRET},
+        ),
+        "bank": (
+            by_role[Role.BANK],
+            {"base_url": urls["bank"], "client_id": DEFAULT_CLIENT_ID},
+            {"signing_key": DEFAULT_SIGNING_KEY},
+        ),
+    }
+    result = {}
+    for adapter, (participant, config, credentials) in wanted.items():
+        connection, _ = AdapterConnection.objects.get_or_create(
+            participant=participant,
+            adapter=adapter,
+            livemode=False,
+            defaults={
+                "sandbox": True,
+                "config": config,
+                "credentials_encrypted": encrypt(json.dumps(credentials, sort_keys=True)),
+            },
+        )
+        result[adapter] = connection.pk
+    return result

@@ -232,6 +232,10 @@ HUB = {
     "ADAPTER_REPAIR_SECONDS": float(os.environ.get("HUB_ADAPTER_REPAIR_SECONDS", "10")),
     # Sandbox institutions (loopback servers) may be connected in test mode; off in production.
     "SANDBOX_ALLOWED": os.environ.get("HUB_SANDBOX", "" if PRODUCTION else "1") == "1",
+    "SANDBOX_PORTS": {
+        "stripe_like": int(os.environ.get("HUB_SANDBOX_STRIPE_LIKE_PORT", "8701")),
+        "bank": int(os.environ.get("HUB_SANDBOX_BANK_PORT", "8702")),
+    },
     "IDEMPOTENCY_TTL_SECONDS": 24 * 3600,
     "API_KEY_ROTATION_MAX_OVERLAP_SECONDS": 7 * 24 * 3600,
     "API_KEY_LAST_USED_RESOLUTION_SECONDS": 60,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from hub.services.adapters.operations import operation_sync, operations_due
+from hub.services.adapters.operations import operation_sync, operations_claim_due
 
 
 @shared_task(name="hub.adapter_operation_sync")
@@ -15,8 +15,9 @@ def adapter_operation_sync_task(*, operation_id: str) -> str:
 @shared_task(name="hub.adapter_repair")
 def adapter_repair_task() -> int:
     """Every pending or unknown operation that is due gets a status sync; nothing stays pending
-    silently (``operation_observe`` escalates when the schedule is spent)."""
-    due = operations_due()
+    silently (``operation_observe`` escalates when the schedule is spent). Each is claimed
+    first, so that one sync at a time is in flight per operation however often this runs."""
+    due = operations_claim_due()
     for operation_id in due:
         adapter_operation_sync_task.apply_async(kwargs={"operation_id": operation_id})
     return len(due)

@@ -149,7 +149,9 @@ class InboundWebhook(models.Model):
         APPLIED = "applied"
         DUPLICATE = "duplicate"
         IGNORED = "ignored"  # verified, but it changes nothing (older than what we know)
-        REJECTED = "rejected"  # signature, timestamp or form did not verify
+        # The signature, timestamp or form did not verify, or applying it failed: either way
+        # its event id stays free for a redelivery.
+        REJECTED = "rejected"
         HELD = "held"
 
     id = models.CharField(primary_key=True, max_length=40, default=IdFactory("iwh"), editable=False)

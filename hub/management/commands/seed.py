@@ -7,7 +7,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
-from hub.sandbox import sandbox_participants
+from hub.sandbox import sandbox_connections, sandbox_participants
 from hub.services.api_keys import issue_key_unaudited
 
 
@@ -25,11 +25,16 @@ class Command(BaseCommand):
             raise CommandError("only 'sandbox' can be seeded")
         with transaction.atomic():
             out: dict[str, dict[str, str]] = {}
-            for participant in sandbox_participants():
+            participants = sandbox_participants()
+            for participant in participants:
                 _, secret = issue_key_unaudited(
                     participant=participant, livemode=False, name="sandbox"
                 )
                 out[participant.role] = {"participant": participant.pk, "key": secret}
+            connections = sandbox_connections(participants)
+        # The institutions' connections to their sandboxes, started by ``hub serve``.
+        for role, adapter in (("payment_institution", "stripe_like"), ("bank", "bank")):
+            out[role]["adapter_connection"] = connections[adapter]
         if options["json"]:
             self.stdout.write(json.dumps(out, indent=2))
         else:

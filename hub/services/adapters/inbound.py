@@ -14,6 +14,7 @@ from adapters.capabilities import PaymentInstitutionAdapter, WebhookRejected
 from adapters.errors import AdapterError
 from adapters.http import redact_headers
 from adapters.interface import InboundWebhook as ParsedWebhook
+from adapters.interface import Outcome
 from hub import errors
 from hub.models import AdapterConnection, AdapterOperation, InboundWebhook
 from hub.services.adapters.operations import Observation, operation_observe, operation_sync_soon
@@ -136,22 +137,41 @@ def _apply(
             status=Status.IGNORED, reason="no such operation"
         )
         return Receipt(Status.IGNORED, row.pk)
+    # A failure is notified without its reason (the notification carries none): the hub records
+    # no failure it cannot explain, so it asks the institution (a status sync) instead of
+    # marking it failed from here; the amount is still checked now.
+    failure_notified = parsed.outcome == Outcome.FAILED
     before = operation.state
-    after = operation_observe(
-        operation_id=operation.pk,
-        observed=Observation(
-            outcome=parsed.outcome, provider_id=parsed.provider_id, amount=parsed.amount
-        ),
-        source="webhook",
-    )
+    try:
+        after = operation_observe(
+            operation_id=operation.pk,
+            observed=Observation(
+                outcome=Outcome.UNKNOWN if failure_notified else parsed.outcome,
+                provider_id=parsed.provider_id,
+                amount=parsed.amount,
+            ),
+            source="webhook",
+        )
+    except Exception:
+        # Not applied: free the event id, so that the provider's redelivery (it retries on our
+        # error answer) is applied rather than dismissed as a duplicate.
+        InboundWebhook.objects.filter(pk=row.pk).update(
+            status=Status.REJECTED, reason="not applied: the hub failed; a redelivery is applied"
+        )
+        raise
+    settled = AdapterOperation.TERMINAL | {AdapterOperation.State.HELD}
+    reason = ""
     if after.state == AdapterOperation.State.HELD and before != after.state:
         status = Status.HELD
-    elif after.state == before and after.state in AdapterOperation.TERMINAL:
-        status = Status.IGNORED
+    elif before in settled:
+        status, reason = Status.IGNORED, f"operation is {after.state}"
+    elif failure_notified:
+        status, reason = Status.APPLIED, "failure notified: a status sync fetches its reason"
+        operation_sync_soon(operation_id=operation.pk)
     else:
         status = Status.APPLIED
-    if status != Status.APPLIED:
-        InboundWebhook.objects.filter(pk=row.pk).update(
-            status=status, reason=f"operation is {after.state}"
-        )
+    if status == Status.HELD:
+        reason = "the notification reports another amount or currency"
+    if (status, reason) != (Status.APPLIED, ""):
+        InboundWebhook.objects.filter(pk=row.pk).update(status=status, reason=reason)
     return Receipt(status, row.pk)

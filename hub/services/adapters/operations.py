@@ -15,14 +15,17 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from django.db import transaction
+from django.db import IntegrityError, transaction
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from adapters.capabilities import BankAdapter, PaymentInstitutionAdapter
 from adapters.errors import (
     AdapterError,
+    AdapterMisconfigured,
     CounterpartyUnavailable,
     HostNotAllowed,
+    IntegrityMismatch,
     OperationNotFound,
     Rejected,
     UnknownOutcome,
@@ -73,6 +76,9 @@ class Observation:
     amount: Amount | None = None
     failure_code: str = ""
     failure_reason: str = ""
+    # The institution's answer contradicts what was asked in a way the adapter caught (several
+    # payouts for one reference, another reference's object): held for an operator.
+    mismatch: str = ""
 
 
 def operation_payload(operation: AdapterOperation) -> dict[str, Any]:
@@ -108,12 +114,36 @@ def _from_error(exc: AdapterError) -> Observation:
         return Observation(
             Outcome.FAILED, failure_code=exc.hub_code, failure_reason=exc.message[:300]
         )
+    if isinstance(exc, IntegrityMismatch):
+        return _mismatch(exc)
     if isinstance(exc, UnknownOutcome):
         return Observation(Outcome.UNKNOWN, failure_code=exc.code, failure_reason=exc.message[:300])
-    if isinstance(exc, CounterpartyUnavailable | HostNotAllowed):
-        # Nothing reached the institution: the operation did not happen there.
+    if isinstance(exc, CounterpartyUnavailable | HostNotAllowed | AdapterMisconfigured):
+        # Nothing reached the institution, or it refused us before acting (bad credentials,
+        # a missing setting): the operation did not happen there.
         return Observation(Outcome.FAILED, failure_code=exc.code, failure_reason=exc.message[:300])
     return Observation(Outcome.UNKNOWN, failure_code=exc.code, failure_reason=exc.message[:300])
+
+
+def _mismatch(exc: IntegrityMismatch) -> Observation:
+    return Observation(
+        Outcome.UNKNOWN,
+        failure_code=exc.code,
+        failure_reason=exc.message[:300],
+        mismatch=exc.message,
+    )
+
+
+def _same_or_conflict(
+    existing: AdapterOperation, body: dict[str, Any], request: OperationRequest
+) -> tuple[AdapterOperation, bool]:
+    if existing.request != body:
+        raise errors.Conflict(
+            f"The reference {request.reference} was used for another {existing.kind}.",
+            code="operation_reference_reused",
+            param="reference",
+        )
+    return existing, False
 
 
 @transaction.atomic(durable=True)
@@ -127,28 +157,25 @@ def _record(*, connection_id: str, request: OperationRequest) -> tuple[AdapterOp
         )
     kind = _KIND_OF[type(request)]
     body = dataclasses.asdict(request)
-    existing = AdapterOperation.objects.filter(
-        connection=connection, kind=kind, reference=request.reference
-    ).first()
+    same = {"connection": connection, "kind": kind, "reference": request.reference}
+    existing = AdapterOperation.objects.filter(**same).first()
     if existing is not None:
-        if existing.request != body:
-            raise errors.Conflict(
-                f"The reference {request.reference} was used for another {kind}.",
-                code="operation_reference_reused",
-                param="reference",
-            )
-        return existing, False
+        return _same_or_conflict(existing, body, request)
     delay = _sync_delay(0)
-    operation = AdapterOperation.objects.create(
-        connection=connection,
-        kind=kind,
-        reference=request.reference,
-        request=body,
-        amount_minor=request.amount.minor,
-        currency=request.amount.currency,
-        # Due for a sync already, in case this process dies before it records the call's outcome.
-        next_sync_at=timezone.now() + timedelta(seconds=delay or 0),
-    )
+    try:
+        with transaction.atomic():
+            operation = AdapterOperation.objects.create(
+                **same,
+                request=body,
+                amount_minor=request.amount.minor,
+                currency=request.amount.currency,
+                # Due for a sync already, in case this process dies before it records the
+                # call's outcome.
+                next_sync_at=timezone.now() + timedelta(seconds=delay or 0),
+            )
+    except IntegrityError:
+        # A concurrent submit of the same reference won (it calls out; this one does not).
+        return _same_or_conflict(AdapterOperation.objects.get(**same), body, request)
     return operation, True
 
 
@@ -193,7 +220,7 @@ def _fetch(operation: AdapterOperation) -> Observation:
             assert isinstance(adapter, PaymentInstitutionAdapter)
             result = adapter.get_refund(reference=operation.reference, provider_id=provider_id)
         return _observation(result)
-    except OperationNotFound:
+    except OperationNotFound as exc:
         age = timezone.now() - operation.created_at
         if age.total_seconds() >= hub_settings.ADAPTER_NOT_FOUND_GRACE_SECONDS:
             return Observation(
@@ -201,7 +228,10 @@ def _fetch(operation: AdapterOperation) -> Observation:
                 failure_code="counterparty_never_received",
                 failure_reason="the institution has no record of this operation",
             )
-        return Observation(Outcome.UNKNOWN)
+        # Not yet, perhaps: the request may still be on its way.
+        return Observation(Outcome.UNKNOWN, failure_code=exc.code, failure_reason=exc.message[:300])
+    except IntegrityMismatch as exc:
+        return _mismatch(exc)
     except AdapterError as exc:
         # Whatever went wrong asking, we still do not know: try again on schedule.
         return Observation(Outcome.UNKNOWN, failure_code=exc.code, failure_reason=exc.message[:300])
@@ -227,26 +257,41 @@ def _event(operation: AdapterOperation, kind: str) -> None:
     )
 
 
+def _amount_differs(operation: AdapterOperation, amount: Amount | None) -> bool:
+    return amount is not None and (amount.minor, amount.currency) != (
+        operation.amount_minor,
+        operation.currency,
+    )
+
+
 def _hold(operation: AdapterOperation, observed: Observation) -> None:
-    assert observed.amount is not None
+    amount = observed.amount
     operation.state = State.HELD
-    operation.reported_amount_minor = observed.amount.minor
-    operation.reported_currency = observed.amount.currency
     operation.next_sync_at = None
+    if amount is not None:
+        operation.reported_amount_minor = amount.minor
+        operation.reported_currency = amount.currency
+    if observed.mismatch:
+        what = observed.mismatch
+    else:
+        assert amount is not None
+        what = (
+            f"asked {operation.amount_minor} {operation.currency}, the institution reported "
+            f"{amount.minor} {amount.currency}"
+        )
     OperatorTask.objects.create(
         kind=OperatorTask.Kind.INTEGRITY_MISMATCH,
         participant=operation.connection.participant,
         livemode=operation.connection.livemode,
         operation=operation,
-        summary=(
-            f"{operation.kind} {operation.reference}: asked {operation.amount_minor} "
-            f"{operation.currency}, the institution reported {observed.amount.minor} "
-            f"{observed.amount.currency}"
-        ),
+        summary=f"{operation.kind} {operation.reference}: {what}"[:300],
         details={
             "asked": {"minor": operation.amount_minor, "currency": operation.currency},
-            "reported": {"minor": observed.amount.minor, "currency": observed.amount.currency},
-            "provider_id": observed.provider_id,
+            "reported": (
+                {"minor": amount.minor, "currency": amount.currency} if amount is not None else None
+            ),
+            "provider_id": observed.provider_id or operation.provider_id or None,
+            "reason": what[:1000],
         },
     )
 
@@ -269,11 +314,7 @@ def operation_observe(*, operation_id: str, observed: Observation, source: str) 
         operation.last_synced_at = now
     if observed.provider_id and not operation.provider_id:
         operation.provider_id = observed.provider_id
-    amount = observed.amount
-    if amount is not None and (amount.minor, amount.currency) != (
-        operation.amount_minor,
-        operation.currency,
-    ):
+    if observed.mismatch or _amount_differs(operation, observed.amount):
         _hold(operation, observed)
     elif observed.outcome in (Outcome.SUCCEEDED, Outcome.FAILED):
         operation.state = State.SUCCEEDED if observed.outcome == Outcome.SUCCEEDED else State.FAILED
@@ -285,8 +326,14 @@ def operation_observe(*, operation_id: str, observed: Observation, source: str) 
     else:
         if observed.outcome == Outcome.PENDING:
             operation.state = State.PENDING  # it has landed, whatever we thought before
-        elif before == State.PENDING and source == "submit":
-            operation.state = State.UNKNOWN
+            operation.failure_code = operation.failure_reason = ""
+        else:
+            if before == State.PENDING and source == "submit":
+                operation.state = State.UNKNOWN
+            if observed.failure_code:
+                # Why the hub does not know yet: what the operator's queue and the API show.
+                operation.failure_code = observed.failure_code
+                operation.failure_reason = observed.failure_reason
         if source != "webhook":
             delay = _sync_delay(operation.sync_count)
             if delay is None:
@@ -316,6 +363,7 @@ def _escalate(operation: AdapterOperation, now: Any) -> None:
             ),
             "details": {
                 "last_failure_code": operation.failure_code,
+                "last_failure_reason": operation.failure_reason,
                 "provider_id": operation.provider_id,
             },
         },
@@ -323,16 +371,44 @@ def _escalate(operation: AdapterOperation, now: Any) -> None:
     _event(operation, "escalated")
 
 
+def _due() -> QuerySet[AdapterOperation]:
+    return AdapterOperation.objects.filter(
+        state__in=[State.PENDING, State.UNKNOWN],
+        escalated_at__isnull=True,
+        next_sync_at__lte=timezone.now(),
+    ).order_by("next_sync_at")
+
+
 def operations_due(*, limit: int = 500) -> list[str]:
-    return list(
-        AdapterOperation.objects.filter(
-            state__in=[State.PENDING, State.UNKNOWN],
-            escalated_at__isnull=True,
-            next_sync_at__lte=timezone.now(),
-        )
-        .order_by("next_sync_at")
-        .values_list("pk", flat=True)[:limit]
-    )
+    """The pending or unknown operations whose next status sync is due, longest due first."""
+    return list(_due().values_list("pk", flat=True)[:limit])
+
+
+def _sync_lease_seconds() -> float:
+    """Long enough for one sync with all its attempts and backoff to finish."""
+    per_attempt = hub_settings.ADAPTER_CONNECT_TIMEOUT + hub_settings.ADAPTER_READ_TIMEOUT
+    return max(60.0, 2 * hub_settings.ADAPTER_MAX_ATTEMPTS * per_attempt)
+
+
+def operations_claim_due(*, limit: int = 500) -> list[str]:
+    """Claim the due operations for one repair sweep: each one's next sync moves a lease ahead,
+    so that later sweeps do not send it again while its sync waits in the queue or runs (the
+    sync then sets the real next time; if it is lost, the lease runs out and a sweep sends it
+    again). A conditional update per row: of two concurrent sweeps only one claims a row."""
+    lease_until = timezone.now() + timedelta(seconds=_sync_lease_seconds())
+    claimed = []
+    for pk, due_at in _due().values_list("pk", "next_sync_at")[:limit]:
+        if (
+            AdapterOperation.objects.filter(
+                pk=pk,
+                next_sync_at=due_at,
+                state__in=[State.PENDING, State.UNKNOWN],
+                escalated_at__isnull=True,
+            ).update(next_sync_at=lease_until)
+            == 1
+        ):
+            claimed.append(pk)
+    return claimed
 
 
 def operation_sync_soon(*, operation_id: str) -> None:
