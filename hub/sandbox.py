@@ -137,3 +137,35 @@ def sandbox_connections(participants: list[Participant]) -> dict[str, str]:
         )
         result[adapter] = connection.pk
     return result
+
+
+def start_sandbox_institutions(hub_url: str) -> list[object]:
+    """Start the sandbox institutions on their fixed ports for ``hub serve``. The payment
+    institution's notifications go to the hub's inbound endpoint of the seeded connection.
+    Returns the started servers (call ``stop()`` on each)."""
+    from adapters.sandbox.bank import BankSandbox
+    from adapters.sandbox.stripe_like import StripeLikeSandbox
+    from hub.conf import hub_settings
+    from hub.models import AdapterConnection
+
+    ports: dict[str, int] = hub_settings.SANDBOX_PORTS
+    urls = sandbox_urls()
+    connection = (
+        AdapterConnection.objects.filter(
+            adapter="stripe_like", sandbox=True, config__base_url=urls["stripe_like"]
+        )
+        .order_by("created_at")
+        .first()
+    )
+    webhook_url = f"{hub_url}/v1/inbound/{connection.pk}" if connection is not None else ""
+    started: list[object] = []
+    try:
+        started.append(
+            StripeLikeSandbox(port=ports["stripe_like"], webhook_url=webhook_url).start()
+        )
+        started.append(BankSandbox(port=ports["bank"]).start())
+    except BaseException:
+        for server in started:
+            server.stop()  # type: ignore[attr-defined]
+        raise
+    return started

@@ -12,6 +12,8 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
+from hub.conf import hub_settings
+
 
 def _python_module(*args: str) -> list[str]:
     return [sys.executable, "-m", *args]
@@ -33,8 +35,20 @@ class Command(BaseCommand):
         parser.add_argument(
             "--threads", type=int, default=int(os.environ.get("HUB_WEB_THREADS", "4"))
         )
+        parser.add_argument(
+            "--worker-class",
+            choices=["gthread", "sync"],
+            default="gthread",
+            help="gunicorn worker class (default gthread). sync: one request at a time per worker "
+            "process and no keep-alive; it needs --threads 1, else gunicorn runs gthread",
+        )
         parser.add_argument("--no-worker", action="store_true", help="do not start a Celery worker")
         parser.add_argument("--no-beat", action="store_true", help="do not start Celery beat")
+        parser.add_argument(
+            "--no-sandbox",
+            action="store_true",
+            help="do not start the sandbox institutions (they run only where HUB_SANDBOX allows)",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         host, port = options["host"], options["port"]
@@ -49,7 +63,7 @@ class Command(BaseCommand):
                 "--threads",
                 str(options["threads"]),
                 "--worker-class",
-                "gthread",
+                options["worker_class"],
                 "--graceful-timeout",
                 "10",
                 "--access-logfile",
@@ -91,13 +105,15 @@ class Command(BaseCommand):
 
         signal.signal(signal.SIGINT, stop)
         signal.signal(signal.SIGTERM, stop)
+        base = f"http://{host}:{port}"
+        sandboxes = self._start_sandboxes(base) if not options["no_sandbox"] else []
         for name, command in commands.items():
             children[name] = subprocess.Popen(command)  # noqa: S603
-        base = f"http://{host}:{port}"
         self.stdout.write(
             f"hub serving on {base}\n  API docs   {base}/v1/docs\n"
             f"  OpenAPI    {base}/v1/openapi.json\n  health     {base}/v1/health\n  processes  "
             + ", ".join(f"{n} (pid {p.pid})" for n, p in children.items())
+            + "".join(f"\n  sandbox    {s.name} {s.base_url}" for s in sandboxes)
             + f"\n  data       {settings.DATA_DIR}\nPress Ctrl-C to stop.",
         )
         self.stdout.flush()
@@ -111,8 +127,23 @@ class Command(BaseCommand):
                     break
             time.sleep(0.2)
         self._stop_all(children)
+        for sandbox in sandboxes:
+            sandbox.stop()
         if exit_code:
             raise SystemExit(exit_code)
+
+    def _start_sandboxes(self, hub_url: str) -> list[Any]:
+        """The sandbox institutions, in this process, on their fixed ports; a busy port (another
+        hub serving) is reported and the hub runs without them."""
+        if not hub_settings.SANDBOX_ALLOWED:
+            return []
+        from hub.sandbox import start_sandbox_institutions
+
+        try:
+            return start_sandbox_institutions(hub_url)
+        except OSError as exc:
+            self.stderr.write(f"sandbox institutions not started: {exc}")
+            return []
 
     def _stop_all(self, children: dict[str, subprocess.Popen[bytes]]) -> None:
         for child in children.values():
