@@ -1,0 +1,34 @@
+"""Benchmarks, each runnable as ``hub bench NAME`` and printing one JSON line last.
+
+A benchmark is a module with ``HELP``, ``add_arguments(parser)`` and ``run(options, log)``, which
+returns the result as a dict (the JSON line) or raises :class:`BenchError` for a refusal that the
+command reports with a non-zero exit status.
+"""
+
+from __future__ import annotations
+
+import importlib
+from argparse import ArgumentParser
+from collections.abc import Callable
+from typing import Any, Protocol, cast
+
+# name -> module. Add a benchmark here and it appears under ``hub bench``.
+BENCHMARKS: dict[str, str] = {"api": "bench.api", "adapters": "bench.adapters"}
+
+
+class BenchError(Exception):
+    """The benchmark cannot run (e.g. PostgreSQL unreachable) or its setup failed."""
+
+
+class Benchmark(Protocol):
+    HELP: str
+
+    def add_arguments(self, parser: ArgumentParser) -> None: ...
+
+    def run(self, options: dict[str, Any], log: Callable[[str], None]) -> dict[str, Any]: ...
+
+
+def load(name: str) -> Benchmark:
+    if name not in BENCHMARKS:
+        raise BenchError(f"unknown benchmark {name!r}; known: {', '.join(sorted(BENCHMARKS))}")
+    return cast(Benchmark, importlib.import_module(BENCHMARKS[name]))
