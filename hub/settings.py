@@ -63,7 +63,9 @@ def database_from_url(url: str) -> dict[str, object]:
             "HOST": parts.hostname or "",
             "PORT": str(parts.port or ""),
             "CONN_MAX_AGE": int(os.environ.get("HUB_DB_CONN_MAX_AGE", "60")),
-            "CONN_HEALTH_CHECKS": True,
+            # No health check per request: it costs a round trip on every request, and a
+            # connection that died is dropped by Django after the one request that met it.
+            "CONN_HEALTH_CHECKS": False,
             "OPTIONS": options,
         }
     if parts.scheme == "sqlite":

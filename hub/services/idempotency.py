@@ -55,18 +55,21 @@ def idempotency_begin(
     expired_before = timezone.now() - timedelta(seconds=hub_settings.IDEMPOTENCY_TTL_SECONDS)
     scope = {"participant": actor.participant, "livemode": actor.livemode, "key": key}
     for _ in range(2):
-        try:
-            with transaction.atomic():
-                return IdempotencyRecord.objects.create(
-                    **scope,
-                    method=method,
-                    path=path,
-                    request_hash=fingerprint,
-                    request_id=actor.request_id,
-                )
-        except IntegrityError:
-            pass
+        # A retry (the common case for a known key) is answered by one read; only a key not
+        # seen yet is inserted, and the unique constraint settles two first requests racing.
         existing = IdempotencyRecord.objects.filter(**scope).first()
+        if existing is None:
+            try:
+                with transaction.atomic():
+                    return IdempotencyRecord.objects.create(
+                        **scope,
+                        method=method,
+                        path=path,
+                        request_hash=fingerprint,
+                        request_id=actor.request_id,
+                    )
+            except IntegrityError:
+                existing = IdempotencyRecord.objects.filter(**scope).first()
         if existing is None:
             continue  # expired and swept between our insert and our read: claim again
         if existing.created_at < expired_before:
