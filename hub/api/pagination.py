@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any
 
 from django.db.models import QuerySet
@@ -71,3 +72,15 @@ def paginate(request: Request, queryset: QuerySet[Any]) -> tuple[list[Any], bool
 
 def list_body(data: Any, has_more: bool, url: str) -> dict[str, Any]:
     return {"object": "list", "data": data, "has_more": has_more, "url": url}
+
+
+def choice_param(request: Request, name: str, values: Collection[str]) -> str | None:
+    """An optional filter parameter that must be one of ``values`` (400 otherwise)."""
+    value = request.query_params.get(name)
+    if value is not None and value not in values:
+        raise errors.InvalidRequest(
+            f"{name} must be one of: {', '.join(sorted(values))}.",
+            code="parameter_invalid",
+            param=name,
+        )
+    return value

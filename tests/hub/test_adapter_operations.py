@@ -1176,3 +1176,14 @@ def test_bearer_credentials_are_redacted_in_the_attempt_log(
     assert create["request_headers"]["idempotency-key"] == "pay_log_1"
     assert PSP_SECRET_KEY.encode() not in response.content
     assert rows_holding(PSP_SECRET_KEY) == []
+
+
+@pytest.mark.parametrize(
+    ("path", "param"),
+    [("/v1/adapter_operations?state=lost", "state"), ("/v1/operator_tasks?status=x", "status")],
+)
+def test_list_filters_refuse_unknown_values(api, tenants, path, param):
+    response = api.get(path, key=tenants["operator"].key)
+    assert response.status_code == 400
+    error = error_of(response)
+    assert (error["code"], error["param"]) == ("parameter_invalid", param)

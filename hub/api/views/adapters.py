@@ -9,9 +9,8 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from adapters.registry import installed_adapters
-from hub import errors
 from hub.api.base import HubAPIView
-from hub.api.pagination import LIST_PARAMETERS, list_body, paginate
+from hub.api.pagination import LIST_PARAMETERS, choice_param, list_body, paginate
 from hub.api.permissions import ALL_ROLES, OPERATOR_ONLY, Rule
 from hub.api.serializers import ObjectTypeField, StrictSerializer, TimestampField
 from hub.models import AdapterConnection, AdapterOperation, OperatorTask
@@ -214,12 +213,8 @@ class AdapterOperationListView(HubAPIView):
     )
     def get(self, request: Request) -> Response:
         queryset = adapter_operations_visible(actor=self.actor)
-        state = request.query_params.get("state")
+        state = choice_param(request, "state", AdapterOperation.State.values)
         if state is not None:
-            if state not in AdapterOperation.State.values:
-                raise errors.InvalidRequest(
-                    "Unknown state.", code="parameter_invalid", param="state"
-                )
             queryset = queryset.filter(state=state)
         rows, has_more = paginate(request, queryset)
         return Response(list_body(OperationOut(rows, many=True).data, has_more, request.path))
@@ -279,12 +274,8 @@ class OperatorTaskListView(HubAPIView):
     )
     def get(self, request: Request) -> Response:
         queryset = operator_tasks_visible(actor=self.actor)
-        status = request.query_params.get("status")
+        status = choice_param(request, "status", OperatorTask.Status.values)
         if status is not None:
-            if status not in OperatorTask.Status.values:
-                raise errors.InvalidRequest(
-                    "Unknown status.", code="parameter_invalid", param="status"
-                )
             queryset = queryset.filter(status=status)
         rows, has_more = paginate(request, queryset)
         return Response(list_body(OperatorTaskOut(rows, many=True).data, has_more, request.path))
