@@ -164,7 +164,8 @@ def redact_text(text: str, secrets: Iterable[str]) -> str:
     return text[:MAX_LOGGED_BODY]
 
 
-def _is_public(address: str) -> bool:
+def is_public_address(address: str) -> bool:
+    """A globally routable unicast address (no private, loopback, link-local, reserved range)."""
     ip = ipaddress.ip_address(address.split("%", 1)[0])
     return ip.is_global and not ip.is_multicast
 
@@ -221,7 +222,7 @@ class HubHttpClient:
             addresses = self.resolver(host, url.port or 443)
         except OSError as exc:
             raise HostNotAllowed(f"{host} does not resolve: {exc}") from None
-        if not addresses or any(not _is_public(a) for a in addresses):
+        if not addresses or any(not is_public_address(a) for a in addresses):
             raise HostNotAllowed(f"{host} resolves to a private, loopback or link-local address")
 
     def send(self, operation: str, request: httpx.Request, *, idempotent: bool) -> httpx.Response:

@@ -7,5 +7,8 @@ from typing import Any
 from django.db import transaction
 
 
-def enqueue_after_commit(task: Any, **kwargs: str | int) -> None:
-    transaction.on_commit(lambda: task.apply_async(kwargs=kwargs))
+def enqueue_after_commit(task: Any, *, countdown: float | None = None, **kwargs: str | int) -> None:
+    """``countdown`` delays the task by that many seconds once it is sent (keep it short:
+    brokers redeliver long-delayed messages after their visibility timeout)."""
+    options = {} if countdown is None else {"countdown": countdown}
+    transaction.on_commit(lambda: task.apply_async(kwargs=kwargs, **options))

@@ -7,12 +7,8 @@ import ipaddress
 import socket
 from urllib.parse import urlsplit
 
+from adapters.http import is_public_address
 from hub import errors
-
-
-def _is_public(address: str) -> bool:
-    ip = ipaddress.ip_address(address.split("%", 1)[0])
-    return ip.is_global and not ip.is_multicast
 
 
 def check_url(url: str, *, allow_private: bool, resolve: bool, param: str = "url") -> str:
@@ -43,7 +39,7 @@ def check_url(url: str, *, allow_private: bool, resolve: bool, param: str = "url
             addresses = [str(info[4][0]) for info in infos]
         else:
             addresses = []
-    if any(not _is_public(a) for a in addresses):
+    if any(not is_public_address(a) for a in addresses):
         raise errors.InvalidRequest(
             "The URL points at a private, loopback or link-local address.",
             code="url_not_public",

@@ -467,11 +467,8 @@ def _send_later(delivery: WebhookDelivery, delay: float) -> None:
     since brokers redeliver long-delayed messages after their visibility timeout."""
     from hub.tasks import webhook_attempt_task
 
-    delivery_id, attempt = delivery.pk, delivery.attempts
-    transaction.on_commit(
-        lambda: webhook_attempt_task.apply_async(
-            kwargs={"delivery_id": delivery_id, "attempt": attempt}, countdown=delay
-        )
+    enqueue_after_commit(
+        webhook_attempt_task, countdown=delay, delivery_id=delivery.pk, attempt=delivery.attempts
     )
 
 
