@@ -241,6 +241,9 @@ HUB = {
     "IDEMPOTENCY_TTL_SECONDS": 24 * 3600,
     "API_KEY_ROTATION_MAX_OVERLAP_SECONDS": 7 * 24 * 3600,
     "API_KEY_LAST_USED_RESOLUTION_SECONDS": 60,
+    # How long a process may answer from its cache of authenticated keys: the longest a revoked
+    # key or a suspended participant can still be served by another process (0: no cache).
+    "API_KEY_CACHE_SECONDS": float(os.environ.get("HUB_API_KEY_CACHE_SECONDS", "2")),
     "CURRENCIES": ("CNY", "KRW", "USD"),
     "METADATA_MAX_KEYS": 50,
     "METADATA_MAX_KEY_LENGTH": 40,

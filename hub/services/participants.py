@@ -9,6 +9,7 @@ from hub import errors
 from hub.models import Participant
 from hub.principal import Principal
 from hub.registration import is_valid_registration_id, normalise
+from hub.services.api_keys import api_key_cache_clear_on_commit
 from hub.services.events import event_emit
 
 _ID_NAMES = {
@@ -113,6 +114,7 @@ def participant_update(
         participant.metadata = metadata
     participant.updated_at = timezone.now()
     participant.save()
+    api_key_cache_clear_on_commit()
     event_emit(
         type="participant.updated",
         owner=participant,

@@ -13,9 +13,11 @@ from django.db import connection
 from django.test import Client
 from django.utils import timezone
 
+from hub import errors
 from hub.crypto import keyed_hash
 from hub.models import ApiKey, Event
 from hub.principal import ROLE_SCOPES
+from hub.services.api_keys import api_key_authenticate, key_cache
 from tests.conftest import api_key_of, error_of, needs_postgres, row_counts
 from tests.factories import issue_key
 
@@ -270,6 +272,7 @@ def test_rotation_overlaps_for_expires_in(api, tenants):
     assert api.get("/v1/me", key=merchant.key).json()["api_key"] == old.pk
     # ...and the old one stops when it expires.
     ApiKey.objects.filter(pk=old.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
+    key_cache.clear()  # as if API_KEY_CACHE_SECONDS had passed since the last request
     assert api.get("/v1/me", key=merchant.key).status_code == 401
     assert api.get("/v1/me", key=new["secret"]).status_code == 200
 
@@ -340,6 +343,7 @@ def test_last_used_at_is_recorded_coarsely(api, tenants):
     assert key.last_used_at == first_use
     # ...after it, the next use is recorded.
     ApiKey.objects.filter(pk=key.pk).update(last_used_at=first_use - timedelta(minutes=2))
+    key_cache.clear()
     assert api.get("/v1/participants", key=spare["secret"]).status_code == 200
     key.refresh_from_db()
     assert key.last_used_at >= before
@@ -469,3 +473,90 @@ def test_concurrent_rotations_or_revocations_of_one_key_succeed_once(tenants, ac
     assert sorted(outcomes, key=str) == [(ok, None)] + [(409, conflict)] * (len(callers) - 1)
     assert ApiKey.objects.count() == keys_before + (1 if action == "rotate" else 0)
     assert Event.objects.filter(type=f"api_key.{action}d").count() == 1
+
+
+# The per-process cache of authenticated keys (API_KEY_CACHE_SECONDS).
+
+
+@pytest.fixture
+def clock(monkeypatch):
+    """The cache's monotonic clock, moved by hand."""
+    now = [1000.0]
+    monkeypatch.setattr("hub.services.api_keys.time.monotonic", lambda: now[0])
+    key_cache.clear()
+    yield now
+    key_cache.clear()
+
+
+def test_a_cached_key_authenticates_without_a_query(tenants, clock, django_assert_num_queries):
+    merchant = tenants["merchant"]
+    first = api_key_authenticate(secret=merchant.key)  # reads, caches, records last_used_at
+    with django_assert_num_queries(0):
+        second = api_key_authenticate(secret=merchant.key)
+    assert (second.pk, second.participant.pk, second.scopes) == (
+        first.pk,
+        merchant.id,
+        first.scopes,
+    )
+    assert second.last_used_at == first.last_used_at
+    # Each hit builds its own objects: a request cannot change what another one sees.
+    assert second is not first
+    assert second.participant is not first.participant
+    second.participant.legal_name = "changed by one request"
+    assert api_key_authenticate(secret=merchant.key).participant.legal_name != (
+        "changed by one request"
+    )
+
+
+def test_the_cache_expires_after_its_ttl(settings, tenants, clock, django_assert_num_queries):
+    settings.HUB = {**settings.HUB, "API_KEY_CACHE_SECONDS": 5.0}
+    merchant = tenants["merchant"]
+    key = api_key_of(merchant.key)
+    api_key_authenticate(secret=merchant.key)
+    # A change made behind the hub's back (another process) is not seen within the TTL...
+    ApiKey.objects.filter(pk=key.pk).update(revoked_at=timezone.now())
+    clock[0] += 4.9
+    assert api_key_authenticate(secret=merchant.key).pk == key.pk
+    # ...and is seen once it has passed.
+    clock[0] += 0.2
+    with pytest.raises(errors.AuthenticationFailed):
+        api_key_authenticate(secret=merchant.key)
+
+
+def test_no_cache_when_the_ttl_is_zero(settings, tenants, clock, django_assert_num_queries):
+    settings.HUB = {**settings.HUB, "API_KEY_CACHE_SECONDS": 0}
+    merchant = tenants["merchant"]
+    api_key_authenticate(secret=merchant.key)
+    with django_assert_num_queries(1):
+        api_key_authenticate(secret=merchant.key)
+    ApiKey.objects.filter(pk=api_key_of(merchant.key).pk).update(revoked_at=timezone.now())
+    with pytest.raises(errors.AuthenticationFailed):
+        api_key_authenticate(secret=merchant.key)
+
+
+def test_revoking_through_the_api_takes_effect_at_once(api, tenants, clock):
+    merchant = tenants["merchant"]
+    spare = issue(api, tenants)
+    assert api.get("/v1/me", key=spare["secret"]).status_code == 200  # now cached
+    assert api.get("/v1/me", key=merchant.key).status_code == 200
+    revoked = api.post(f"/v1/api_keys/{spare['id']}/revoke", {}, key=merchant.key)
+    assert revoked.status_code == 200
+    refused = api.get("/v1/me", key=spare["secret"])
+    assert (refused.status_code, error_of(refused)["code"]) == (401, "invalid_api_key")
+
+
+def test_suspending_a_participant_takes_effect_at_once(api, tenants, clock):
+    merchant, operator = tenants["merchant"], tenants["operator"]
+    assert api.get("/v1/me", key=merchant.key).status_code == 200  # now cached
+    suspended = api.post(
+        f"/v1/participants/{merchant.id}", {"status": "suspended"}, key=operator.key
+    )
+    assert suspended.status_code == 200
+    refused = api.get("/v1/me", key=merchant.key)
+    assert (refused.status_code, error_of(refused)["code"]) == (403, "participant_inactive")
+
+
+def test_unknown_keys_are_not_cached(tenants, clock, django_assert_num_queries):
+    for _ in range(2):
+        with django_assert_num_queries(1), pytest.raises(errors.AuthenticationFailed):
+            api_key_authenticate(secret="hk_test_" + "x" * 32)

@@ -10,7 +10,13 @@ from rest_framework.response import Response
 from hub.api.base import HubAPIView
 from hub.api.pagination import LIST_PARAMETERS, list_body, paginate
 from hub.api.permissions import ALL_ROLES, OPERATOR_ONLY, Rule
-from hub.api.serializers import MetadataField, ObjectTypeField, StrictSerializer, TimestampField
+from hub.api.serializers import (
+    MetadataField,
+    ObjectTypeField,
+    RecordOut,
+    StrictSerializer,
+    TimestampField,
+)
 from hub.models import ApiKey, Participant, Role
 from hub.principal import ROLE_SCOPES
 from hub.selectors import api_keys_visible, participant_get, participants_visible
@@ -18,7 +24,7 @@ from hub.services.api_keys import api_key_create, api_key_revoke, api_key_rotate
 from hub.services.participants import participant_create, participant_update
 
 
-class ParticipantOut(serializers.Serializer):
+class ParticipantOut(RecordOut):
     id = serializers.CharField()
     object = ObjectTypeField("participant")
     role = serializers.CharField()
@@ -30,7 +36,7 @@ class ParticipantOut(serializers.Serializer):
     created_at = TimestampField()
 
 
-class ApiKeyOut(serializers.Serializer):
+class ApiKeyOut(RecordOut):
     id = serializers.CharField()
     object = ObjectTypeField("api_key")
     participant = serializers.CharField(source="participant_id")
