@@ -1,0 +1,2 @@
+"""Settlement: the double-entry ledger, payins, payouts, settlement runs, bank statements and
+their reconciliation."""
