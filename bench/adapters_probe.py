@@ -11,6 +11,9 @@ work and prints one JSON line.
 - ``seed-inbound N FILE``: a stripe_like connection and N pending payins, and N signed
   ``payment_intent.succeeded`` notifications for them written to FILE (one JSON line each) for
   the load generator.
+- ``apply T``: what the workers do after the API acknowledged them: apply every received
+  notification (``inbound_apply_due``) with T threads in this process, timed, once the server
+  has stopped.
 """
 
 from __future__ import annotations
@@ -223,6 +226,42 @@ def seed_inbound(count: int, path: str) -> dict[str, Any]:
     return {"connection": connection.pk, "count": count}
 
 
+def apply_received(threads: int) -> dict[str, Any]:
+    """``threads`` appliers at once, as a worker with that concurrency would run them: they
+    claim disjoint batches, and their commits overlap (most of an application is waiting for
+    PostgreSQL to make a commit durable)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from django.db import connection
+
+    from hub.models import InboundWebhook
+    from hub.services.adapters.inbound import inbound_apply_due
+
+    def drain(_: int) -> int:
+        applied = 0
+        try:
+            while True:
+                done = inbound_apply_due(batch=50)
+                applied += done
+                if done == 0:
+                    return applied
+        finally:
+            connection.close()
+
+    waiting = InboundWebhook.objects.filter(status="received").count()
+    started = time.perf_counter()
+    with ThreadPoolExecutor(threads) as pool:
+        applied = sum(pool.map(drain, range(threads)))
+    seconds = time.perf_counter() - started
+    return {
+        "apply_threads": threads,
+        "apply_waiting": waiting,
+        "apply_settled": applied,
+        "apply_seconds": round(seconds, 3),
+        "apply_rps": round(applied / seconds, 1) if seconds else None,
+    }
+
+
 def main(argv: list[str]) -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "hub.settings")
     django.setup()
@@ -231,6 +270,8 @@ def main(argv: list[str]) -> None:
         result = outbound(int(argv[1]))
     elif mode == "seed-inbound":
         result = seed_inbound(int(argv[1]), argv[2])
+    elif mode == "apply":
+        result = apply_received(int(argv[1]))
     else:
         raise SystemExit(f"unknown mode {mode!r}")
     print(json.dumps(result))

@@ -30,3 +30,8 @@ def _schedule(sender: Celery, **kwargs: object) -> None:
         sender.signature("hub.adapter_repair"),
         name="adapter operation repair",
     )
+    sender.add_periodic_task(
+        settings.HUB["INBOUND_APPLY_SECONDS"],
+        sender.signature("hub.inbound_apply"),
+        name="inbound notifications apply",
+    )

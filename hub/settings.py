@@ -233,6 +233,19 @@ HUB = {
     # A sync that finds no trace of an operation this long after it was sent marks it failed.
     "ADAPTER_NOT_FOUND_GRACE_SECONDS": float(os.environ.get("HUB_ADAPTER_NOT_FOUND_GRACE", "300")),
     "ADAPTER_REPAIR_SECONDS": float(os.environ.get("HUB_ADAPTER_REPAIR_SECONDS", "10")),
+    # Institutions' notifications are acknowledged once verified and stored; a worker applies
+    # them. Each API process asks for that at most once per INBOUND_NUDGE_SECONDS (the task
+    # waits as long, so it also takes what arrived meanwhile); beat sweeps every
+    # INBOUND_APPLY_SECONDS for anything a lost task left behind.
+    "INBOUND_NUDGE_SECONDS": float(os.environ.get("HUB_INBOUND_NUDGE_SECONDS", "0.2")),
+    "INBOUND_APPLY_SECONDS": float(os.environ.get("HUB_INBOUND_APPLY_SECONDS", "5")),
+    # Seconds before each new attempt at a notification whose application failed; when they
+    # are spent it is rejected (its event id freed) and the operation it names synced.
+    "INBOUND_RETRY_SCHEDULE": _float_list("HUB_INBOUND_RETRY_SCHEDULE", "1,5,30,120"),
+    # How long an API process reuses an enabled connection and its decrypted credentials.
+    "INBOUND_CONNECTION_CACHE_SECONDS": float(
+        os.environ.get("HUB_INBOUND_CONNECTION_CACHE_SECONDS", "2")
+    ),
     # Sandbox institutions (loopback servers) may be connected in test mode; off in production.
     "SANDBOX_ALLOWED": os.environ.get("HUB_SANDBOX", "" if PRODUCTION else "1") == "1",
     "SANDBOX_PORTS": {

@@ -8,7 +8,7 @@ from celery import shared_task
 
 from hub.services.idempotency import idempotency_purge
 from hub.services.webhooks import event_dispatch, webhook_attempt, webhook_sweep
-from hub.tasks_adapters import adapter_operation_sync_task, adapter_repair_task
+from hub.tasks_adapters import adapter_operation_sync_task, adapter_repair_task, inbound_apply_task
 
 
 @shared_task(name="hub.event_dispatch")
@@ -43,6 +43,7 @@ __all__ = [
     "adapter_repair_task",
     "event_dispatch_task",
     "idempotency_purge_task",
+    "inbound_apply_task",
     "ping_task",
     "webhook_attempt_task",
     "webhook_sweep_task",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from celery import shared_task
 
+from hub.services.adapters.inbound import inbound_apply_due
 from hub.services.adapters.operations import operation_sync, operations_claim_due
 
 
@@ -21,3 +22,9 @@ def adapter_repair_task() -> int:
     for operation_id in due:
         adapter_operation_sync_task.apply_async(kwargs={"operation_id": operation_id})
     return len(due)
+
+
+@shared_task(name="hub.inbound_apply")
+def inbound_apply_task() -> int:
+    """Apply the institutions' notifications that were received and are due."""
+    return inbound_apply_due()

@@ -146,6 +146,8 @@ class InboundWebhook(models.Model):
     """A notification an institution sent us, kept whatever became of it."""
 
     class Status(models.TextChoices):
+        # Verified, parsed and stored: acknowledged at once, applied by a worker soon after.
+        RECEIVED = "received"
         APPLIED = "applied"
         DUPLICATE = "duplicate"
         IGNORED = "ignored"  # verified, but it changes nothing (older than what we know)
@@ -167,8 +169,23 @@ class InboundWebhook(models.Model):
         AdapterOperation, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     received_at = models.DateTimeField(default=timezone.now)
+    # What the adapter read from the verified body, for the worker that applies it (the stored
+    # body may be cut short, and the worker should not need the adapter to read it again).
+    parsed = models.JSONField(null=True, blank=True)
+    # A received notification is due for its worker from this time (a lease while one applies
+    # it, a backoff after a failed attempt).
+    apply_after = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    applied_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
+        indexes = [
+            models.Index(
+                fields=["apply_after"],
+                condition=models.Q(status="received"),
+                name="inbound_webhook_due",
+            )
+        ]
         constraints = [
             models.UniqueConstraint(
                 fields=["connection", "provider_event_id"],

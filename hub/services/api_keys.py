@@ -109,7 +109,7 @@ def issue_key_unaudited(
 
 
 def _owned_key(*, api_key_id: str, actor: Principal) -> ApiKey:
-    queryset = ApiKey.objects.select_for_update().select_related("participant")
+    queryset = ApiKey.objects.select_for_update(of=("self",)).select_related("participant")
     if not actor.is_operator:
         queryset = queryset.filter(participant=actor.participant)
     key = queryset.filter(pk=api_key_id).first()

@@ -1,7 +1,8 @@
 """Notifications from the Stripe-like sandbox to the hub, over real sockets: the sandbox posts
 signed events to a live hub server, which verifies them on the raw body, deduplicates them by
-event id, applies them in whatever order they come, and never trusts one it cannot verify (it
-asks the institution instead)."""
+event id and acknowledges them; the apply step (a worker's task, called directly here; see
+test_inbound_worker.py for the real worker) applies them in whatever order they came. A
+notification the hub cannot verify is never trusted: it asks the institution instead."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import json
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -19,6 +21,7 @@ from adapters.interface import Amount, RefundRequest
 from adapters.sandbox.stripe_like import StripeLikeSandbox
 from hub.models import AdapterConnection, AdapterOperation, InboundWebhook
 from hub.services.adapters import inbound as inbound_module
+from hub.services.adapters.inbound import inbound_apply_due
 from hub.services.adapters.operations import operation_submit, operation_sync
 from tests.conftest import Api, Tenant, error_of
 from tests.support.adapters import (
@@ -53,8 +56,10 @@ class Hub:
         return f"/v1/inbound/{self.conn.pk}"
 
     def delivered(self) -> None:
-        """Wait until the sandbox has sent every event due (each one waits for the hub's answer)."""
+        """Wait until the sandbox has sent every event due (each one waits for the hub's answer),
+        then apply what the hub received, as its worker would."""
         assert self.psp.dispatcher.wait_idle(timeout=15)
+        inbound_apply_due()
 
     def pay(self, operation: AdapterOperation, decline_code: str | None = None) -> str:
         body = {"decline_code": decline_code} if decline_code else {}
@@ -175,7 +180,8 @@ def test_a_duplicated_notification_is_applied_once(hub: Hub):
     assert reload(operation).state == State.SUCCEEDED
     assert inbound() == [
         (Status.APPLIED, "", event_id, operation.pk),
-        (Status.DUPLICATE, "already received", event_id, operation.pk),
+        # Kept as it came; the first one's row says what it did.
+        (Status.DUPLICATE, "already received", event_id, None),
     ]
     assert hub.deliveries() == [
         ("payment_intent.succeeded", 200),
@@ -314,7 +320,9 @@ def test_a_notification_for_an_unknown_reference_is_acknowledged_and_ignored(api
 
     assert response.status_code == 200
     [row] = InboundWebhook.objects.all()
-    assert response.json() == {"received": True, "status": "ignored", "id": row.pk}
+    assert response.json() == {"received": True, "status": "received", "id": row.pk}
+    assert inbound() == [(Status.RECEIVED, "", "evt_test_pi_not_ours", None)]
+    assert inbound_apply_due() == 1
     assert inbound() == [(Status.IGNORED, "no such operation", "evt_test_pi_not_ours", None)]
     assert reload(operation).state == State.PENDING
 
@@ -328,7 +336,8 @@ def test_a_notification_with_an_idempotency_key_header_is_still_just_a_notificat
     response = api.post(hub.inbound_url, raw=body, **signed(body), **{"Idempotency-Key": "k1"})
 
     assert response.status_code == 200, response.content
-    assert response.json()["status"] == "applied"
+    assert response.json()["status"] == "received"
+    inbound_apply_due()
     assert reload(operation).state == State.SUCCEEDED
 
 
@@ -338,49 +347,87 @@ def test_a_notification_with_another_amount_holds_the_operation(api: Api, hub: H
 
     response = api.post(hub.inbound_url, raw=body, **signed(body))
 
-    assert response.json()["status"] == "held"
+    assert response.json()["status"] == "received"
+    inbound_apply_due()
     operation = reload(operation)
     assert (operation.state, operation.reported_amount_minor) == (State.HELD, 1_500_000)
     assert operation.tasks.get().kind == "integrity_mismatch"
     # Later news, verified and with the right amount, changes nothing.
     good = event_body(operation.provider_id, "pay_amount_1").replace(b"evt_test_", b"evt_later_")
     again = api.post(hub.inbound_url, raw=good, **signed(good))
-    assert again.json()["status"] == "ignored"
+    assert again.json()["status"] == "received"
+    inbound_apply_due()
     assert reload(operation).state == State.HELD
     assert [s for s, *_ in inbound()] == [Status.HELD, Status.IGNORED]
 
 
-def test_a_notification_the_hub_failed_to_apply_is_applied_when_redelivered(
-    hub: Hub, monkeypatch: pytest.MonkeyPatch
+def test_a_notification_the_hub_failed_to_apply_is_tried_again(
+    hub: Hub, settings: Any, monkeypatch: pytest.MonkeyPatch
 ):
+    settings.HUB = {**settings.HUB, "INBOUND_RETRY_SCHEDULE": [5.0, 30.0]}
     operation = submit_payin(hub, "pay_retry_1")
-    real = inbound_module.operation_observe
+    real = inbound_module.operation_observe_within
     calls = iter([True])
 
-    def failing_once(**kwargs: Any) -> AdapterOperation:
+    def failing_once(**kwargs: Any) -> tuple[str, AdapterOperation]:
         if next(calls, False):
             raise RuntimeError("the database went away")
         return real(**kwargs)
 
-    monkeypatch.setattr(inbound_module, "operation_observe", failing_once)
+    monkeypatch.setattr(inbound_module, "operation_observe_within", failing_once)
 
+    before = timezone.now()
     event_id = hub.pay(operation)
-    hub.delivered()
+    hub.delivered()  # received (200), then the first attempt fails
 
-    assert hub.deliveries() == [("payment_intent.succeeded", 500)]
+    assert hub.deliveries() == [("payment_intent.succeeded", 200)]
     assert reload(operation).state == State.PENDING
     assert inbound() == [
-        (
-            Status.REJECTED,
-            "not applied: the hub failed; a redelivery is applied",
-            event_id,
-            operation.pk,
-        )
+        (Status.RECEIVED, "attempt 1 failed (RuntimeError); tried again", event_id, operation.pk)
     ]
+    row = InboundWebhook.objects.get()
+    assert row.attempts == 1
+    assert row.apply_after is not None
+    assert before + timedelta(seconds=5) <= row.apply_after <= timezone.now() + timedelta(seconds=5)
+    # Not due yet: nothing happens...
+    assert inbound_apply_due() == 0
+    assert reload(operation).state == State.PENDING
+    # ...until its time comes.
+    InboundWebhook.objects.update(apply_after=timezone.now())
+    assert inbound_apply_due() == 1
 
+    assert reload(operation).state == State.SUCCEEDED
+    assert inbound() == [(Status.APPLIED, "", event_id, operation.pk)]
+    assert events(operation) == ["adapter_operation.succeeded"]
+
+
+def test_a_notification_that_never_applies_is_rejected_and_its_operation_synced(
+    hub: Hub, settings: Any, monkeypatch: pytest.MonkeyPatch
+):
+    settings.HUB = {**settings.HUB, "INBOUND_RETRY_SCHEDULE": [0.0, 0.0]}
+    operation = submit_payin(hub, "pay_never_1")
+
+    def failing(**kwargs: Any) -> tuple[str, AdapterOperation]:
+        raise RuntimeError("the database went away")
+
+    real = inbound_module.operation_observe_within
+    monkeypatch.setattr(inbound_module, "operation_observe_within", failing)
+
+    event_id = hub.pay(operation)
+    hub.delivered()  # attempt 1
+    assert inbound_apply_due() == 0  # attempt 2
+    assert inbound_apply_due() == 1  # attempt 3: the schedule is spent
+
+    reason = "not applied after 3 attempts (RuntimeError): a status sync brings the truth"
+    assert inbound() == [(Status.REJECTED, reason, event_id, operation.pk)]
+    operation = reload(operation)
+    assert operation.state == State.PENDING
+    assert operation.next_sync_at is not None
+    assert operation.next_sync_at <= timezone.now()
+    # The event id is free again: the institution's redelivery is received and applied.
+    monkeypatch.setattr(inbound_module, "operation_observe_within", real)
     hub.ctl.post("/webhooks/resend", {"event_id": event_id})
     hub.delivered()
-
     assert reload(operation).state == State.SUCCEEDED
     assert [status for status, *_ in inbound()] == [Status.REJECTED, Status.APPLIED]
     assert events(operation) == ["adapter_operation.succeeded"]

@@ -17,6 +17,7 @@ from hub.crypto import encrypt, rotate
 from hub.models import AdapterConnection, Participant, Role
 from hub.netguard import check_url
 from hub.principal import Principal
+from hub.services.adapters.inbound import inbound_endpoints_clear_on_commit
 from hub.services.events import event_emit, register_event_types
 
 register_event_types(
@@ -162,7 +163,7 @@ def adapter_connection_update(
     status: str | None = None,
 ) -> AdapterConnection:
     connection = (
-        AdapterConnection.objects.select_for_update()
+        AdapterConnection.objects.select_for_update(of=("self",))
         .select_related("participant")
         .filter(pk=connection_id, livemode=actor.livemode)
         .first()
@@ -185,6 +186,7 @@ def adapter_connection_update(
         connection.status = status
     connection.updated_at = timezone.now()
     connection.save()
+    inbound_endpoints_clear_on_commit()
     kind = "disabled" if status == AdapterConnection.Status.DISABLED else "updated"
     event_emit(
         type=f"adapter_connection.{kind}",
@@ -206,5 +208,6 @@ def adapter_credentials_reencrypt() -> int:
             row = AdapterConnection.objects.select_for_update().get(pk=pk)
             row.credentials_encrypted = rotate(row.credentials_encrypted)
             row.save(update_fields=["credentials_encrypted"])
+            inbound_endpoints_clear_on_commit()
         count += 1
     return count

@@ -300,14 +300,29 @@ def _hold(operation: AdapterOperation, observed: Observation) -> None:
 def operation_observe(*, operation_id: str, observed: Observation, source: str) -> AdapterOperation:
     """Apply what a call or a verified notification said. Terminal and held operations never
     change again, so late, duplicated and reordered news is harmless."""
+    _, operation = operation_observe_within(
+        operation_id=operation_id, observed=observed, source=source
+    )
+    return operation
+
+
+def operation_observe_within(
+    *, operation_id: str, observed: Observation, source: str
+) -> tuple[str, AdapterOperation]:
+    """``operation_observe`` inside the caller's transaction, for callers that apply many
+    observations in one (they lock operations in id order, as this locks the one it changes).
+    Returns the state the operation had under the lock, and the operation."""
+    assert transaction.get_connection().in_atomic_block, "needs the caller's transaction"
     operation = (
-        AdapterOperation.objects.select_for_update()
+        # Only the operation's row: locking the joined connection too would make every
+        # observation of a connection wait for every other one (and deadlock batches).
+        AdapterOperation.objects.select_for_update(of=("self",))
         .select_related("connection__participant")
         .get(pk=operation_id)
     )
-    if operation.state in AdapterOperation.TERMINAL or operation.state == State.HELD:
-        return operation
     before = operation.state
+    if operation.state in AdapterOperation.TERMINAL or operation.state == State.HELD:
+        return before, operation
     now = timezone.now()
     if source == "sync":
         operation.sync_count += 1
@@ -344,7 +359,7 @@ def operation_observe(*, operation_id: str, observed: Observation, source: str) 
     operation.save()
     if operation.state != before:
         _event(operation, operation.state)
-    return operation
+    return before, operation
 
 
 def _escalate(operation: AdapterOperation, now: Any) -> None:
