@@ -1,0 +1,704 @@
+"""Ledger services: open accounts, make transfers (one, or batches of thousands), post and void
+pending transfers, expire them, and read balances at any past time.
+
+The database applies every transfer to its accounts (see ``settlement.models``), so a transfer is
+one insert: the accounts are locked, in id order, by the trigger, and an overdraft is refused by
+the account's CHECK constraint. These functions turn what the database refused into the API's
+error codes. A batch is simulated first under its accounts' locks, so that each item gets its
+own answer, and then inserted with one statement (COPY on PostgreSQL)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.db import DatabaseError, connection, transaction
+from django.db.models import Q, Sum
+from django.utils import timezone
+
+from hub import errors
+from hub.ids import new_id
+from hub.models import Participant, Role
+from hub.money import check_currency
+from hub.principal import Principal
+from settlement.models import Account, Transfer
+
+Type = Transfer.Type
+Kind = Account.Kind
+
+MAX_BATCH = 8000
+MAX_TIMEOUT_SECONDS = 30 * 24 * 3600
+# Transfer ids the caller chooses: what fits in a URL path segment unescaped.
+ID_ALPHABET = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-")
+
+
+# --- accounts ------------------------------------------------------------------------------------
+
+# Who may own which kind of account.
+KINDS_BY_ROLE: dict[str, frozenset[str]] = {
+    Role.MERCHANT: frozenset({Kind.MERCHANT_SETTLEMENT}),
+    Role.PAYMENT_INSTITUTION: frozenset({Kind.INSTITUTION_RECEIVABLE}),
+    Role.BANK: frozenset({Kind.BANK_CASH}),
+    Role.INSURER: frozenset({Kind.INSURANCE_PREMIUM}),
+    Role.OPERATOR: frozenset(
+        {
+            Kind.PAYOUT_CLEARING,
+            Kind.FX_POSITION,
+            Kind.FEES,
+            Kind.SUSPENSE,
+            Kind.EQUITY,
+            Kind.LOAN,
+            Kind.BANK_CASH,
+        }
+    ),
+}
+# Kinds that may never be overdrawn unless the operator says otherwise.
+NO_OVERDRAFT = frozenset({Kind.MERCHANT_SETTLEMENT, Kind.PAYOUT_CLEARING})
+
+
+def account_create(
+    *,
+    actor: Principal,
+    owner_id: str | None,
+    currency: str,
+    kind: str,
+    debits_must_not_exceed_credits: bool | None = None,
+    credits_must_not_exceed_debits: bool | None = None,
+    reference: str = "",
+    metadata: Mapping[str, str] | None = None,
+) -> Account:
+    """An account for ``owner_id`` (the caller if None). A merchant opens its own settlement
+    accounts; the operator opens any account for anyone."""
+    currency = check_currency(currency)
+    if owner_id is None or owner_id == actor.participant.pk:
+        owner = actor.participant
+    elif actor.is_operator:
+        found = Participant.objects.filter(pk=owner_id).first()
+        if found is None:
+            raise errors.InvalidRequest("No such participant.", code="owner_missing", param="owner")
+        owner = found
+    else:
+        raise errors.PermissionDenied(
+            "Only the operator opens accounts for other participants.", code="owner_forbidden"
+        )
+    if not actor.is_operator and kind != Kind.MERCHANT_SETTLEMENT:
+        raise errors.PermissionDenied(
+            "A merchant opens merchant_settlement accounts only.", code="kind_forbidden"
+        )
+    if kind not in KINDS_BY_ROLE.get(owner.role, frozenset()):
+        allowed = ", ".join(sorted(KINDS_BY_ROLE.get(owner.role, frozenset()))) or "none"
+        raise errors.InvalidRequest(
+            f"A {owner.role} holds no {kind} account (it may hold: {allowed}).",
+            code="kind_invalid",
+            param="kind",
+        )
+    if not owner.is_active:
+        raise errors.Conflict(f"The owner is {owner.status}.", code="participant_inactive")
+    no_overdraft = kind in NO_OVERDRAFT
+    if not actor.is_operator and debits_must_not_exceed_credits is False:
+        raise errors.PermissionDenied(
+            "Only the operator lets an account be overdrawn.", code="flag_forbidden"
+        )
+    dnec = (
+        no_overdraft if debits_must_not_exceed_credits is None else debits_must_not_exceed_credits
+    )
+    cned = bool(credits_must_not_exceed_debits)
+    if dnec and cned:
+        raise errors.InvalidRequest(
+            "An account takes one overdraft flag at most.",
+            code="flags_invalid",
+            param="credits_must_not_exceed_debits",
+        )
+    return Account.objects.create(
+        livemode=actor.livemode,
+        owner=owner,
+        currency=currency,
+        kind=kind,
+        debits_must_not_exceed_credits=dnec,
+        credits_must_not_exceed_debits=cned,
+        reference=reference,
+        metadata=dict(metadata or {}),
+    )
+
+
+# --- one transfer --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TransferSpec:
+    """What a caller asks for; ``id`` (the caller's, or one made up) makes a retry safe."""
+
+    debit_account_id: str
+    credit_account_id: str
+    amount: int
+    currency: str
+    id: str | None = None
+    pending: bool = False
+    timeout_seconds: int | None = None
+    reference: str = ""
+    code: str = ""
+    corrects: str | None = None
+    metadata: Mapping[str, str] = field(default_factory=dict)
+
+
+def check_transfer_id(value: str, *, param: str = "id") -> str:
+    if not 1 <= len(value) <= 64 or not set(value) <= ID_ALPHABET:
+        raise errors.InvalidRequest(
+            "A transfer id has 1 to 64 letters, digits, '_' or '-'.",
+            code="parameter_invalid",
+            param=param,
+        )
+    return value
+
+
+def _row(
+    spec: TransferSpec, *, livemode: bool, now: datetime, corrects_seq: int | None
+) -> Transfer:
+    if spec.timeout_seconds is not None and not spec.pending:
+        raise errors.InvalidRequest(
+            "Only a pending transfer has a timeout.", code="parameter_invalid", param="timeout"
+        )
+    return Transfer(
+        id=spec.id or new_id("tr"),
+        livemode=livemode,
+        type=Type.PENDING if spec.pending else Type.SINGLE,
+        debit_account_id=spec.debit_account_id,
+        credit_account_id=spec.credit_account_id,
+        amount=spec.amount,
+        currency=spec.currency,
+        expires_at=(
+            now + timedelta(seconds=spec.timeout_seconds) if spec.timeout_seconds else None
+        ),
+        reference=spec.reference,
+        code=spec.code,
+        corrects_id=corrects_seq,
+        metadata=dict(spec.metadata),
+        created_at=now,
+    )
+
+
+def _corrected_seq(livemode: bool, transfer_id: str | None) -> int | None:
+    if transfer_id is None:
+        return None
+    seq = (
+        Transfer.objects.filter(livemode=livemode, id=transfer_id)
+        .values_list("seq", flat=True)
+        .first()
+    )
+    if seq is None:
+        raise errors.InvalidRequest(
+            "corrects names no transfer.", code="transfer_missing", param="corrects"
+        )
+    return seq
+
+
+def transfer_create(*, livemode: bool, spec: TransferSpec) -> tuple[Transfer, bool]:
+    """Make one transfer, posted at once or pending. Returns it and whether it is new: a repeat
+    of an id with the same fields returns the original; with other fields it is refused."""
+    if spec.id is not None:
+        check_transfer_id(spec.id)
+    if spec.timeout_seconds is not None and not 1 <= spec.timeout_seconds <= MAX_TIMEOUT_SECONDS:
+        raise errors.InvalidRequest(
+            f"timeout is 1 to {MAX_TIMEOUT_SECONDS} seconds.",
+            code="parameter_invalid",
+            param="timeout",
+        )
+    row = _row(
+        spec,
+        livemode=livemode,
+        now=timezone.now(),
+        corrects_seq=_corrected_seq(livemode, spec.corrects),
+    )
+    return _insert_one(row, spec=spec)
+
+
+def _insert_one(row: Transfer, *, spec: TransferSpec | None) -> tuple[Transfer, bool]:
+    try:
+        # Outside a transaction the insert commits by itself (one round trip); inside one, a
+        # savepoint keeps the caller's transaction usable after a refusal.
+        if connection.in_atomic_block:
+            with transaction.atomic():
+                row.save(force_insert=True)
+        else:
+            row.save(force_insert=True)
+    except DatabaseError as exc:
+        if _violated(exc, "transfer_id_once"):
+            return _repeat(row), False
+        raise _refusal(exc, row) from None
+    return row, True
+
+
+def _repeat(row: Transfer) -> Transfer:
+    """The transfer already made under ``row.id``, if ``row`` asks for the same thing."""
+    existing = Transfer.objects.get(livemode=row.livemode, id=row.id)
+    _check_same(existing, row)
+    return existing
+
+
+def _check_same(existing: Transfer, row: Transfer) -> None:
+    differs = [
+        name
+        for name in (
+            "type",
+            "debit_account_id",
+            "credit_account_id",
+            "amount",
+            "currency",
+            "pending_id",
+            "reference",
+            "code",
+            "corrects_id",
+            "metadata",
+        )
+        if getattr(existing, name) != getattr(row, name)
+    ]
+    if _timeout(existing) != _timeout(row):
+        differs.append("timeout")
+    if differs:
+        raise errors.Conflict(
+            f"A transfer {row.id!r} exists with another {differs[0]}.",
+            code="transfer_exists",
+            param="id" if differs[0] == "type" else differs[0].removesuffix("_id"),
+        )
+
+
+def _timeout(row: Transfer) -> float | None:
+    if row.expires_at is None:
+        return None
+    return round((row.expires_at - row.created_at).total_seconds())
+
+
+# How SQLite names a unique index it refuses (by its columns, not its name).
+_SQLITE_UNIQUE = {
+    "transfer_id_once": "settlement_transfer.livemode, settlement_transfer.id",
+    "transfer_resolved_once": "settlement_transfer.pending_id",
+}
+
+
+def _violated(exc: BaseException, name: str) -> bool:
+    text = str(exc)
+    return name in text or (name in _SQLITE_UNIQUE and _SQLITE_UNIQUE[name] in text)
+
+
+def _refusal(exc: DatabaseError, row: Transfer) -> errors.HubError | DatabaseError:
+    """The API's error for what the database refused (anything unexpected is re-raised)."""
+    if _violated(exc, "account_debits_within_credits"):
+        return errors.Conflict(
+            "The debit account's funds do not cover this transfer.",
+            code="insufficient_funds",
+            param="amount",
+        )
+    if _violated(exc, "account_credits_within_debits"):
+        return errors.Conflict(
+            "The credit account may not take more credits than its debits.",
+            code="exceeds_debits",
+            param="amount",
+        )
+    if _violated(exc, "transfer_two_accounts"):
+        return errors.InvalidRequest(
+            "The debit and credit accounts are the same.",
+            code="same_account",
+            param="credit_account",
+        )
+    if _violated(exc, "transfer_resolved_once"):
+        done = Transfer.objects.filter(pending_id=row.pending_id, type__in=Transfer.RESOLUTIONS)
+        names = {"post": "posted", "void": "voided", "expire": "expired"}
+        state = names.get(str(done.values_list("type", flat=True).first()), "resolved")
+        return errors.Conflict(
+            f"The pending transfer is already {state}.", code=f"pending_transfer_{state}"
+        )
+    if _violated(exc, "resolution_mismatch"):
+        return errors.Conflict("The pending transfer has expired.", code="pending_transfer_expired")
+    if any(
+        _violated(exc, name)
+        for name in (
+            "account_matches",
+            "account_mismatch",
+            "settlement_transfer_debit_account",
+            "settlement_transfer_credit_account",
+        )
+    ):
+        return _account_error(row)
+    return exc
+
+
+def _account_error(row: Transfer) -> errors.HubError:
+    found = {
+        a.pk: a
+        for a in Account.objects.filter(
+            pk__in=[row.debit_account_id, row.credit_account_id], livemode=row.livemode
+        )
+    }
+    for param, account_id in (
+        ("debit_account", row.debit_account_id),
+        ("credit_account", row.credit_account_id),
+    ):
+        account = found.get(account_id)
+        if account is None:
+            return errors.InvalidRequest("No such account.", code="account_missing", param=param)
+        if account.currency != row.currency:
+            return errors.InvalidRequest(
+                f"The {param.replace('_', ' ')} holds {account.currency}, not {row.currency}.",
+                code="currency_mismatch",
+                param=param,
+            )
+    return errors.InvalidRequest("The accounts do not take this transfer.", code="account_invalid")
+
+
+# --- two-phase -----------------------------------------------------------------------------------
+
+
+def _pending(livemode: bool, pending_id: str) -> Transfer:
+    pending = Transfer.objects.filter(livemode=livemode, id=pending_id).first()
+    if pending is None:
+        raise errors.NotFound()
+    if pending.type != Type.PENDING:
+        raise errors.Conflict("The transfer is not pending.", code="transfer_not_pending")
+    return pending
+
+
+def transfer_post(
+    *,
+    livemode: bool,
+    pending_id: str,
+    amount: int | None = None,
+    id: str | None = None,
+    reference: str = "",
+    metadata: Mapping[str, str] | None = None,
+) -> tuple[Transfer, bool]:
+    """Post a pending transfer, all of it or ``amount`` of it (the rest is released)."""
+    if id is not None:
+        check_transfer_id(id)
+    pending = _pending(livemode, pending_id)
+    posted = pending.amount if amount is None else amount
+    if posted > pending.amount:
+        raise errors.InvalidRequest(
+            f"The pending transfer holds {pending.amount} minor units; {posted} cannot be posted.",
+            code="exceeds_pending_amount",
+            param="amount",
+        )
+    return _resolve(pending, Type.POST, posted, id=id, reference=reference, metadata=metadata)
+
+
+def transfer_void(
+    *,
+    livemode: bool,
+    pending_id: str,
+    id: str | None = None,
+    reference: str = "",
+    metadata: Mapping[str, str] | None = None,
+) -> tuple[Transfer, bool]:
+    pending = _pending(livemode, pending_id)
+    return _resolve(
+        pending, Type.VOID, pending.amount, id=id, reference=reference, metadata=metadata
+    )
+
+
+def _resolve(
+    pending: Transfer,
+    kind: str,
+    amount: int,
+    *,
+    id: str | None,
+    reference: str,
+    metadata: Mapping[str, str] | None,
+) -> tuple[Transfer, bool]:
+    now = timezone.now()
+    row = Transfer(
+        id=id or new_id("tr"),
+        livemode=pending.livemode,
+        type=kind,
+        debit_account_id=pending.debit_account_id,
+        credit_account_id=pending.credit_account_id,
+        amount=amount,
+        currency=pending.currency,
+        pending=pending,
+        pending_amount=pending.amount,
+        reference=reference or pending.reference,
+        metadata=dict(metadata or {}),
+        created_at=now,
+    )
+    if id is not None and Transfer.objects.filter(livemode=pending.livemode, id=id).exists():
+        return _repeat(row), False  # a retry of a resolution that was made
+    # Said before the insert for a clearer answer (the database checks it as well), unless the
+    # hold was resolved already, which the insert reports.
+    expired = pending.expires_at is not None and pending.expires_at <= now
+    if (
+        expired
+        and not Transfer.objects.filter(pending=pending, type__in=Transfer.RESOLUTIONS).exists()
+    ):
+        raise errors.Conflict("The pending transfer has expired.", code="pending_transfer_expired")
+    return _insert_one(row, spec=None)
+
+
+def holds_expire_due(*, now: datetime | None = None, limit: int = 1000) -> int:
+    """Release every pending transfer whose timeout has passed (an ``expire`` transfer each).
+    A hold posted or voided meanwhile is skipped: its resolution took the unique slot first."""
+    now = now or timezone.now()
+    due = list(
+        Transfer.objects.filter(type=Type.PENDING, expires_at__lte=now)
+        .exclude(resolutions__type__in=Transfer.RESOLUTIONS)
+        .order_by("expires_at")[:limit]
+    )
+    rows = [
+        Transfer(
+            id=new_id("tr"),
+            livemode=p.livemode,
+            type=Type.EXPIRE,
+            debit_account_id=p.debit_account_id,
+            credit_account_id=p.credit_account_id,
+            amount=p.amount,
+            currency=p.currency,
+            pending=p,
+            pending_amount=p.amount,
+            reference=p.reference,
+            created_at=now,
+        )
+        for p in due
+    ]
+    if not rows:
+        return 0
+    with transaction.atomic():
+        Transfer.objects.bulk_create(rows, ignore_conflicts=True)
+    return Transfer.objects.filter(type=Type.EXPIRE, pending__in=due, created_at=now).count()
+
+
+# --- batches -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ItemResult:
+    index: int
+    id: str
+    status: str  # "created" | "exists" | "failed" | "skipped" (an atomic batch that failed)
+    error: errors.HubError | None = None
+
+
+class BatchRefused(errors.HubError):
+    """An atomic batch with an item that cannot be made: nothing was made."""
+
+    status = 409
+
+    def __init__(self, results: list[ItemResult]) -> None:
+        failed = next(r for r in results if r.status == "failed")
+        assert failed.error is not None
+        super().__init__(
+            f"Item {failed.index} was refused ({failed.error.code}): {failed.error.message} "
+            "Nothing in the batch was made.",
+            code="batch_refused",
+            param=f"transfers[{failed.index}].{failed.error.param or ''}".rstrip("."),
+        )
+        self.results = results
+
+
+@dataclass
+class _Balance:
+    account: Account
+    debits_posted: int
+    credits_posted: int
+    debits_pending: int
+    credits_pending: int
+
+
+def transfers_create_batch(
+    *, livemode: bool, specs: Sequence[TransferSpec], atomic: bool
+) -> list[ItemResult]:
+    """Make up to 8,000 transfers in one transaction, in order: ``atomic`` makes them linked
+    (all or none); otherwise each item succeeds or fails on its own, seeing the balances the
+    items before it left. One lock query, one insert, one balance update per account."""
+    if not 1 <= len(specs) <= MAX_BATCH:
+        raise errors.InvalidRequest(
+            f"A batch holds 1 to {MAX_BATCH} transfers.",
+            code="parameter_invalid",
+            param="transfers",
+        )
+    now = timezone.now()
+    ids = [spec.id or new_id("tr") for spec in specs]
+    with transaction.atomic():
+        existing = {t.id: t for t in Transfer.objects.filter(livemode=livemode, id__in=set(ids))}
+        corrected = dict(
+            Transfer.objects.filter(
+                livemode=livemode, id__in={s.corrects for s in specs if s.corrects}
+            ).values_list("id", "seq")
+        )
+        balances = _lock(
+            {s.debit_account_id for s in specs} | {s.credit_account_id for s in specs}, livemode
+        )
+        results: list[ItemResult] = []
+        rows: list[Transfer] = []
+        seen: set[str] = set()
+        for index, (spec, transfer_id) in enumerate(zip(specs, ids, strict=True)):
+            try:
+                if transfer_id in seen:
+                    raise errors.InvalidRequest(
+                        "The id appears twice in the batch.", code="id_repeated", param="id"
+                    )
+                seen.add(transfer_id)
+                if spec.corrects and spec.corrects not in corrected:
+                    raise errors.InvalidRequest(
+                        "corrects names no transfer.", code="transfer_missing", param="corrects"
+                    )
+                row = _row(
+                    TransferSpec(**{**spec.__dict__, "id": transfer_id}),
+                    livemode=livemode,
+                    now=now,
+                    corrects_seq=corrected.get(spec.corrects or ""),
+                )
+                if transfer_id in existing:
+                    _check_same(existing[transfer_id], row)
+                    results.append(ItemResult(index, transfer_id, "exists"))
+                    continue
+                _apply(balances, row)
+            except errors.HubError as exc:
+                results.append(ItemResult(index, transfer_id, "failed", exc))
+                continue
+            rows.append(row)
+            results.append(ItemResult(index, transfer_id, "created"))
+        if atomic and any(r.status == "failed" for r in results):
+            raise BatchRefused(
+                [
+                    r if r.status == "failed" else ItemResult(r.index, r.id, "skipped")
+                    for r in results
+                ]
+            )
+        if rows:
+            _insert_many(rows)
+    return results
+
+
+def _lock(account_ids: Iterable[str], livemode: bool) -> dict[str, _Balance]:
+    # NO KEY UPDATE, as the trigger's own lock and update take: it does not conflict with the
+    # KEY SHARE locks that inserting transfers takes for their foreign keys (FOR UPDATE would,
+    # and could deadlock with an insert holding one).
+    accounts = list(
+        Account.objects.select_for_update(no_key=True)
+        .filter(pk__in=set(account_ids), livemode=livemode)
+        .order_by("pk")
+    )
+    return {
+        a.pk: _Balance(a, a.debits_posted, a.credits_posted, a.debits_pending, a.credits_pending)
+        for a in accounts
+    }
+
+
+def _apply(balances: dict[str, _Balance], row: Transfer) -> None:
+    """Check ``row`` against the balances as the batch left them so far, then add it."""
+    debit = balances.get(row.debit_account_id)
+    credit = balances.get(row.credit_account_id)
+    if debit is None:
+        raise errors.InvalidRequest(
+            "No such account.", code="account_missing", param="debit_account"
+        )
+    if credit is None:
+        raise errors.InvalidRequest(
+            "No such account.", code="account_missing", param="credit_account"
+        )
+    if debit is credit:
+        raise errors.InvalidRequest(
+            "The debit and credit accounts are the same.",
+            code="same_account",
+            param="credit_account",
+        )
+    for param, side in (("debit_account", debit), ("credit_account", credit)):
+        if side.account.currency != row.currency:
+            raise errors.InvalidRequest(
+                f"The {param.replace('_', ' ')} holds {side.account.currency}, not {row.currency}.",
+                code="currency_mismatch",
+                param=param,
+            )
+    pending = row.type == Type.PENDING
+    if debit.account.debits_must_not_exceed_credits and (
+        debit.debits_posted + debit.debits_pending + row.amount > debit.credits_posted
+    ):
+        raise errors.Conflict(
+            "The debit account's funds do not cover this transfer.",
+            code="insufficient_funds",
+            param="amount",
+        )
+    if credit.account.credits_must_not_exceed_debits and (
+        credit.credits_posted + credit.credits_pending + row.amount > credit.debits_posted
+    ):
+        raise errors.Conflict(
+            "The credit account may not take more credits than its debits.",
+            code="exceeds_debits",
+            param="amount",
+        )
+    if pending:
+        debit.debits_pending += row.amount
+        credit.credits_pending += row.amount
+    else:
+        debit.debits_posted += row.amount
+        credit.credits_posted += row.amount
+
+
+_COLUMNS = (
+    "id",
+    "livemode",
+    "type",
+    "debit_account_id",
+    "credit_account_id",
+    "amount",
+    "currency",
+    "pending_id",
+    "pending_amount",
+    "expires_at",
+    "reference",
+    "code",
+    "corrects_id",
+    "metadata",
+    "created_at",
+)
+
+
+def _insert_many(rows: list[Transfer]) -> None:
+    """One statement: COPY on PostgreSQL (its statement trigger then updates each account
+    once), a bulk insert elsewhere."""
+    if connection.vendor != "postgresql":
+        Transfer.objects.bulk_create(rows, batch_size=500)
+        return
+    values = [
+        tuple(
+            json.dumps(row.metadata) if name == "metadata" else getattr(row, name)
+            for name in _COLUMNS
+        )
+        for row in rows
+    ]
+    with connection.cursor() as cursor:
+        raw: Any = cursor.cursor
+        with raw.copy(f"COPY settlement_transfer ({', '.join(_COLUMNS)}) FROM STDIN") as copy:
+            for value in values:
+                copy.write_row(value)
+
+
+# --- reads ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Balances:
+    debits_posted: int
+    credits_posted: int
+    debits_pending: int
+    credits_pending: int
+
+
+def account_balances_at(*, account: Account, at: datetime) -> Balances:
+    """The account's four balance columns as they stood at ``at``: the sum of its transfers made
+    by then (a resolution releases its hold from the moment it was made)."""
+    totals = {}
+    for side in ("debit", "credit"):
+        rows = Transfer.objects.filter(**{f"{side}_account": account}, created_at__lte=at)
+        agg = rows.aggregate(
+            posted=Sum("amount", filter=Q(type__in=[Type.SINGLE, Type.POST]), default=0),
+            held=Sum("amount", filter=Q(type=Type.PENDING), default=0),
+            released=Sum("pending_amount", filter=Q(type__in=Transfer.RESOLUTIONS), default=0),
+        )
+        totals[side] = (int(agg["posted"]), int(agg["held"]) - int(agg["released"]))
+    return Balances(
+        debits_posted=totals["debit"][0],
+        credits_posted=totals["credit"][0],
+        debits_pending=totals["debit"][1],
+        credits_pending=totals["credit"][1],
+    )

@@ -1,0 +1,213 @@
+"""The double-entry ledger: accounts and immutable transfers between them.
+
+Modelled on TigerBeetle's accounts and transfers, inside the database:
+
+- An account has one currency and four balance columns. Only the database changes them: a
+  trigger on ``settlement_transfer`` adds each inserted transfer to both of its accounts (one
+  aggregate update per account and statement on PostgreSQL), so a balance is always the sum of
+  its transfers and, per currency, debits always equal credits.
+- A transfer moves a positive amount between two accounts of its currency and mode. It is never
+  updated or deleted (a trigger refuses); a mistake is corrected by another transfer that names
+  it in ``corrects``.
+- Two-phase transfers: a ``pending`` transfer reserves funds (the ``*_pending`` columns); one
+  later transfer resolves it: ``post`` (in full or in part: ``amount`` is posted, the whole
+  ``pending_amount`` released), ``void``, or ``expire`` once its ``expires_at`` has passed. A
+  unique index lets a pending transfer be resolved once.
+
+The migrations hold the triggers, for PostgreSQL and for SQLite (the embedded default).
+"""
+
+from __future__ import annotations
+
+from django.db import models
+from django.db.models import F, Q
+from django.utils import timezone
+
+from hub.ids import IdFactory
+from hub.models import Participant
+
+
+class Account(models.Model):
+    class Kind(models.TextChoices):
+        # What merchants hold at the hub (a liability of the hub): credit-normal.
+        MERCHANT_SETTLEMENT = "merchant_settlement"
+        # Held for payouts on their way to a bank: credit-normal.
+        PAYOUT_CLEARING = "payout_clearing"
+        # The hub's money at a bank, the mirror of a real bank account: debit-normal.
+        BANK_CASH = "bank_cash"
+        # What a payment institution owes the hub until it settles: debit-normal.
+        INSTITUTION_RECEIVABLE = "institution_receivable"
+        # The hub's position in one currency, bought and sold through conversions: debit-normal.
+        FX_POSITION = "fx_position"
+        FEES = "fees"  # credit-normal
+        INSURANCE_PREMIUM = "insurance_premium"  # credit-normal
+        LOAN = "loan"  # debit-normal (a receivable from the borrower)
+        SUSPENSE = "suspense"  # credit-normal: what cannot be placed yet
+        EQUITY = "equity"  # credit-normal: opening balances and the hub's own funds
+
+    DEBIT_NORMAL = frozenset(
+        {Kind.BANK_CASH, Kind.INSTITUTION_RECEIVABLE, Kind.FX_POSITION, Kind.LOAN}
+    )
+
+    id = models.CharField(
+        primary_key=True, max_length=40, default=IdFactory("acct"), editable=False
+    )
+    livemode = models.BooleanField()
+    owner = models.ForeignKey(Participant, on_delete=models.PROTECT, related_name="accounts")
+    currency = models.CharField(max_length=3)
+    kind = models.CharField(max_length=32, choices=Kind.choices)
+    # TigerBeetle's flags: the account may never be overdrawn on its normal side.
+    debits_must_not_exceed_credits = models.BooleanField(default=False)
+    credits_must_not_exceed_debits = models.BooleanField(default=False)
+    debits_posted = models.BigIntegerField(default=0)
+    credits_posted = models.BigIntegerField(default=0)
+    debits_pending = models.BigIntegerField(default=0)
+    credits_pending = models.BigIntegerField(default=0)
+    # Bumped by every transfer that touches the account.
+    version = models.BigIntegerField(default=0)
+    reference = models.CharField(max_length=128, blank=True, default="")
+    metadata = models.JSONField(default=dict)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(debits_posted__gte=0)
+                & Q(credits_posted__gte=0)
+                & Q(debits_pending__gte=0)
+                & Q(credits_pending__gte=0),
+                name="account_balances_not_negative",
+            ),
+            models.CheckConstraint(
+                condition=~(
+                    Q(debits_must_not_exceed_credits=True) & Q(credits_must_not_exceed_debits=True)
+                ),
+                name="account_one_overdraft_flag",
+            ),
+            models.CheckConstraint(
+                condition=Q(debits_must_not_exceed_credits=False)
+                | Q(credits_posted__gte=F("debits_posted") + F("debits_pending")),
+                name="account_debits_within_credits",
+            ),
+            models.CheckConstraint(
+                condition=Q(credits_must_not_exceed_debits=False)
+                | Q(debits_posted__gte=F("credits_posted") + F("credits_pending")),
+                name="account_credits_within_debits",
+            ),
+            # The target of the transfers' (account, currency, mode) foreign keys.
+            models.UniqueConstraint(
+                fields=["id", "currency", "livemode"], name="account_id_currency_mode"
+            ),
+        ]
+        indexes = [models.Index(fields=["owner", "currency"], name="account_owner_currency")]
+
+    @property
+    def normal_balance(self) -> str:
+        return "debit" if self.kind in self.DEBIT_NORMAL else "credit"
+
+    @property
+    def posted(self) -> int:
+        if self.normal_balance == "debit":
+            return self.debits_posted - self.credits_posted
+        return self.credits_posted - self.debits_posted
+
+    @property
+    def pending(self) -> int:
+        """What pending transfers would add to the posted balance if all were posted."""
+        if self.normal_balance == "debit":
+            return self.debits_pending - self.credits_pending
+        return self.credits_pending - self.debits_pending
+
+    @property
+    def available(self) -> int:
+        """Posted, less what pending transfers hold against it (incoming ones do not count)."""
+        if self.normal_balance == "debit":
+            return self.debits_posted - self.credits_posted - self.credits_pending
+        return self.credits_posted - self.debits_posted - self.debits_pending
+
+
+class Transfer(models.Model):
+    class Type(models.TextChoices):
+        SINGLE = "single"  # posted at once
+        PENDING = "pending"
+        POST = "post"
+        VOID = "void"
+        EXPIRE = "expire"
+
+    RESOLUTIONS = (Type.POST, Type.VOID, Type.EXPIRE)
+
+    # Insertion order: cursors and replays follow it.
+    seq = models.BigAutoField(primary_key=True)
+    # The caller's id (TigerBeetle's id as idempotency key), or one the hub made up.
+    id = models.CharField(max_length=64)
+    livemode = models.BooleanField()
+    type = models.CharField(max_length=8, choices=Type.choices)
+    debit_account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="+")
+    credit_account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="+")
+    amount = models.BigIntegerField()
+    currency = models.CharField(max_length=3)
+    # post, void, expire: the pending transfer they resolve and the amount it held.
+    pending = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="resolutions"
+    )
+    pending_amount = models.BigIntegerField(null=True, blank=True)
+    # pending: when it expires if nothing resolved it (never, if null).
+    expires_at = models.DateTimeField(null=True, blank=True)
+    reference = models.CharField(max_length=128, blank=True, default="")
+    code = models.CharField(max_length=32, blank=True, default="")
+    corrects = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="corrections"
+    )
+    metadata = models.JSONField(default=dict)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=Q(amount__gt=0), name="transfer_amount_positive"),
+            models.CheckConstraint(
+                condition=~Q(debit_account=F("credit_account")), name="transfer_two_accounts"
+            ),
+            models.CheckConstraint(
+                condition=Q(type__in=["single", "pending", "post", "void", "expire"]),
+                name="transfer_type_known",
+            ),
+            models.CheckConstraint(
+                condition=(
+                    Q(type__in=["post", "void", "expire"])
+                    & Q(pending__isnull=False)
+                    & Q(pending_amount__isnull=False)
+                    & Q(amount__lte=F("pending_amount"))
+                )
+                | (
+                    Q(type__in=["single", "pending"])
+                    & Q(pending__isnull=True)
+                    & Q(pending_amount__isnull=True)
+                ),
+                name="transfer_resolution_shape",
+            ),
+            # A void or an expiry releases the whole hold and posts nothing.
+            models.CheckConstraint(
+                condition=~Q(type__in=["void", "expire"]) | Q(amount=F("pending_amount")),
+                name="transfer_release_whole",
+            ),
+            models.CheckConstraint(
+                condition=Q(type="pending") | Q(expires_at__isnull=True),
+                name="transfer_expiry_on_pending",
+            ),
+            models.UniqueConstraint(fields=["livemode", "id"], name="transfer_id_once"),
+            models.UniqueConstraint(
+                fields=["pending"],
+                condition=Q(type__in=["post", "void", "expire"]),
+                name="transfer_resolved_once",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["debit_account", "seq"], name="transfer_debit_seq"),
+            models.Index(fields=["credit_account", "seq"], name="transfer_credit_seq"),
+            models.Index(fields=["reference"], name="transfer_reference"),
+            models.Index(
+                fields=["expires_at"],
+                condition=Q(type="pending") & Q(expires_at__isnull=False),
+                name="transfer_pending_expiry",
+            ),
+        ]
