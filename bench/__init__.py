@@ -13,7 +13,12 @@ from collections.abc import Callable
 from typing import Any, Protocol, cast
 
 # name -> module. Add a benchmark here and it appears under ``hub bench``.
-BENCHMARKS: dict[str, str] = {"api": "bench.api", "adapters": "bench.adapters"}
+BENCHMARKS: dict[str, str] = {
+    "api": "bench.api",
+    "adapters": "bench.adapters",
+    "ledger": "bench.ledger",
+    "reconcile": "bench.reconcile",
+}
 
 
 class BenchError(Exception):

@@ -35,3 +35,8 @@ def _schedule(sender: Celery, **kwargs: object) -> None:
         sender.signature("hub.inbound_apply"),
         name="inbound notifications apply",
     )
+    sender.add_periodic_task(
+        settings.HUB["LEDGER_EXPIRE_SECONDS"],
+        sender.signature("hub.ledger_expire_holds"),
+        name="ledger holds expiry",
+    )

@@ -54,5 +54,12 @@ ROLE_SCOPES[Role.OPERATOR] = ROLE_SCOPES[Role.OPERATOR] | {
     "operator_tasks:read",
     "operator_tasks:write",
 }
+# The ledger: every role but the regulator reads its own accounts and their transfers; merchants
+# open their settlement accounts; only the operator moves money by hand.
+for _role in set(Role.values) - {Role.REGULATOR}:
+    ROLE_SCOPES[_role] = ROLE_SCOPES[_role] | {"accounts:read", "transfers:read"}
+for _role in (Role.MERCHANT, Role.OPERATOR):
+    ROLE_SCOPES[_role] = ROLE_SCOPES[_role] | {"accounts:write"}
+ROLE_SCOPES[Role.OPERATOR] = ROLE_SCOPES[Role.OPERATOR] | {"transfers:write"}
 # A regulator never writes data; it may still look after its own keys.
 ROLE_SCOPES[Role.REGULATOR] = READ_SCOPES | {"api_keys:write"}

@@ -237,6 +237,8 @@ HUB = {
     # them. Each API process asks for that at most once per INBOUND_NUDGE_SECONDS (the task
     # waits as long, so it also takes what arrived meanwhile); beat sweeps every
     # INBOUND_APPLY_SECONDS for anything a lost task left behind.
+    # How often beat releases pending transfers whose timeout has passed.
+    "LEDGER_EXPIRE_SECONDS": float(os.environ.get("HUB_LEDGER_EXPIRE_SECONDS", "10")),
     "INBOUND_NUDGE_SECONDS": float(os.environ.get("HUB_INBOUND_NUDGE_SECONDS", "0.2")),
     "INBOUND_APPLY_SECONDS": float(os.environ.get("HUB_INBOUND_APPLY_SECONDS", "5")),
     # Seconds before each new attempt at a notification whose application failed; when they

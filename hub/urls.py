@@ -5,6 +5,9 @@ from drf_spectacular.views import (
 )
 
 from hub.api.views import adapters, events, meta, participants
+from settlement import urls as settlement_urls
+from settlement import urls_exports as settlement_urls_exports
+from settlement import urls_statements as settlement_urls_statements
 
 ID = r"(?P<{}>[a-z]+_[0-9a-z]{{26}})"
 
@@ -108,6 +111,10 @@ urlpatterns = [
     path("v1/openapi.json", SpectacularJSONAPIView.as_view(), name="openapi"),
     path("v1/docs", SpectacularSwaggerView.as_view(url_name="openapi"), name="docs"),
 ]
+# The project's URLs: the core's above, then each app's, one list (no include()).
+urlpatterns += settlement_urls.urlpatterns
+urlpatterns += settlement_urls_statements.urlpatterns
+urlpatterns += settlement_urls_exports.urlpatterns
 
 handler400 = "hub.api.errors.bad_request_view"
 handler403 = "hub.api.errors.permission_denied_view"

@@ -94,10 +94,6 @@ class Account(models.Model):
                 | Q(debits_posted__gte=F("credits_posted") + F("credits_pending")),
                 name="account_credits_within_debits",
             ),
-            # The target of the transfers' (account, currency, mode) foreign keys.
-            models.UniqueConstraint(
-                fields=["id", "currency", "livemode"], name="account_id_currency_mode"
-            ),
         ]
         indexes = [models.Index(fields=["owner", "currency"], name="account_owner_currency")]
 
@@ -142,13 +138,27 @@ class Transfer(models.Model):
     id = models.CharField(max_length=64)
     livemode = models.BooleanField()
     type = models.CharField(max_length=8, choices=Type.choices)
-    debit_account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="+")
-    credit_account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="+")
+    # Checked by the ledger's trigger, for a whole statement at once (that each account exists
+    # with the transfer's currency and mode), rather than by a foreign key row by row; accounts
+    # are never deleted.
+    # Indexed with ``seq`` below (the account's history in order), not alone.
+    debit_account = models.ForeignKey(
+        Account, on_delete=models.PROTECT, related_name="+", db_constraint=False, db_index=False
+    )
+    credit_account = models.ForeignKey(
+        Account, on_delete=models.PROTECT, related_name="+", db_constraint=False, db_index=False
+    )
     amount = models.BigIntegerField()
     currency = models.CharField(max_length=3)
     # post, void, expire: the pending transfer they resolve and the amount it held.
+    # Indexed by the unique ``transfer_resolved_once`` (the rows that have one).
     pending = models.ForeignKey(
-        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="resolutions"
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="resolutions",
+        db_index=False,
     )
     pending_amount = models.BigIntegerField(null=True, blank=True)
     # pending: when it expires if nothing resolved it (never, if null).
@@ -156,7 +166,12 @@ class Transfer(models.Model):
     reference = models.CharField(max_length=128, blank=True, default="")
     code = models.CharField(max_length=32, blank=True, default="")
     corrects = models.ForeignKey(
-        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="corrections"
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="corrections",
+        db_index=False,
     )
     metadata = models.JSONField(default=dict)
     created_at = models.DateTimeField(default=timezone.now)
@@ -204,7 +219,12 @@ class Transfer(models.Model):
         indexes = [
             models.Index(fields=["debit_account", "seq"], name="transfer_debit_seq"),
             models.Index(fields=["credit_account", "seq"], name="transfer_credit_seq"),
-            models.Index(fields=["reference"], name="transfer_reference"),
+            models.Index(
+                fields=["reference"], condition=~Q(reference=""), name="transfer_reference"
+            ),
+            models.Index(
+                fields=["corrects"], condition=Q(corrects__isnull=False), name="transfer_corrects"
+            ),
             models.Index(
                 fields=["expires_at"],
                 condition=Q(type="pending") & Q(expires_at__isnull=False),

@@ -24,7 +24,7 @@ LIST_PARAMETERS = [
 ]
 
 
-def _limit(request: Request) -> int:
+def limit_param(request: Request) -> int:
     raw = request.query_params.get("limit")
     if raw is None:
         return DEFAULT_LIMIT
@@ -51,7 +51,7 @@ def _cursor(request: Request, name: str) -> str | None:
 
 def paginate(request: Request, queryset: QuerySet[Any]) -> tuple[list[Any], bool]:
     """One page of ``queryset`` (ordered by id, newest first) and whether more lie beyond it."""
-    limit = _limit(request)
+    limit = limit_param(request)
     after = _cursor(request, "starting_after")
     before = _cursor(request, "ending_before")
     if after and before:

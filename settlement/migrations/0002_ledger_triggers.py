@@ -1,6 +1,8 @@
 """The ledger's rules inside the database (PostgreSQL in production, SQLite for the embedded
 default): balances move only with transfers, transfers never change, both accounts of a transfer
-share its currency and mode, and a resolution matches the pending transfer it resolves."""
+exist with its currency and mode, a resolution matches the pending transfer it resolves, and
+accounts are never deleted (on SQLite, whose test runner empties tables with DELETE, only the
+rest)."""
 
 from typing import Any
 
@@ -9,30 +11,27 @@ from django.db import migrations
 # --- PostgreSQL ---------------------------------------------------------------------------------
 
 PG_FORWARD = [
-    # Same currency and mode on both sides, checked by the database itself.
-    """
-    ALTER TABLE settlement_transfer
-      ADD CONSTRAINT transfer_debit_account_matches
-      FOREIGN KEY (debit_account_id, currency, livemode)
-      REFERENCES settlement_account (id, currency, livemode),
-      ADD CONSTRAINT transfer_credit_account_matches
-      FOREIGN KEY (credit_account_id, currency, livemode)
-      REFERENCES settlement_account (id, currency, livemode)
-    """,
-    # One statement of inserted transfers (one row or a COPY of thousands): lock the accounts in
-    # id order (no deadlocks), check resolutions against their pending transfers, then one
-    # update per account with the statement's sums. CHECK constraints on the account refuse an
-    # overdraft.
+    # One statement of inserted transfers (one row or a COPY of thousands): check the accounts
+    # and the resolutions against their pending transfers, lock the accounts in id order (no
+    # deadlocks), then one update per account with the statement's sums. CHECK constraints on
+    # the account refuse an overdraft.
     """
     CREATE FUNCTION settlement_transfer_apply() RETURNS trigger LANGUAGE plpgsql AS $$
     DECLARE
       offending text;
     BEGIN
-      PERFORM 1 FROM settlement_account a
-       WHERE a.id IN (SELECT debit_account_id FROM inserted
-                      UNION SELECT credit_account_id FROM inserted)
-       ORDER BY a.id
-       FOR NO KEY UPDATE;
+      -- Both accounts exist, in the transfer's currency and mode (one join for the statement).
+      SELECT i.id INTO offending
+        FROM inserted i
+        LEFT JOIN settlement_account d
+          ON d.id = i.debit_account_id AND d.currency = i.currency AND d.livemode = i.livemode
+        LEFT JOIN settlement_account c
+          ON c.id = i.credit_account_id AND c.currency = i.currency AND c.livemode = i.livemode
+       WHERE d.id IS NULL OR c.id IS NULL
+       LIMIT 1;
+      IF offending IS NOT NULL THEN
+        RAISE EXCEPTION 'ledger:account_mismatch:%', offending USING ERRCODE = '23514';
+      END IF;
       SELECT i.id INTO offending
         FROM inserted i JOIN settlement_transfer p ON p.seq = i.pending_id
        WHERE p.type <> 'pending'
@@ -45,6 +44,13 @@ PG_FORWARD = [
       IF offending IS NOT NULL THEN
         RAISE EXCEPTION 'ledger:resolution_mismatch:%', offending USING ERRCODE = '23514';
       END IF;
+      -- Checked first, locked last: an account's currency and mode never change, so the checks
+      -- need no lock, and a busy account is held only for its update and the commit.
+      PERFORM 1 FROM settlement_account a
+       WHERE a.id IN (SELECT debit_account_id FROM inserted
+                      UNION SELECT credit_account_id FROM inserted)
+       ORDER BY a.id
+       FOR NO KEY UPDATE;
       UPDATE settlement_account a
          SET debits_posted = a.debits_posted + d.debits_posted,
              credits_posted = a.credits_posted + d.credits_posted,
@@ -125,17 +131,30 @@ PG_FORWARD = [
       BEFORE UPDATE ON settlement_account
       FOR EACH ROW EXECUTE FUNCTION settlement_account_guard()
     """,
+    # Transfers name their accounts without a foreign key: accounts are never deleted.
+    """
+    CREATE FUNCTION settlement_account_kept() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+      RAISE EXCEPTION 'ledger:account_kept' USING ERRCODE = '23514';
+    END
+    $$
+    """,
+    """
+    CREATE TRIGGER settlement_account_kept
+      BEFORE DELETE ON settlement_account
+      FOR EACH ROW EXECUTE FUNCTION settlement_account_kept()
+    """,
 ]
 
 PG_REVERSE = [
+    "DROP TRIGGER settlement_account_kept ON settlement_account",
+    "DROP FUNCTION settlement_account_kept()",
     "DROP TRIGGER settlement_account_guard ON settlement_account",
     "DROP FUNCTION settlement_account_guard()",
     "DROP TRIGGER settlement_transfer_immutable ON settlement_transfer",
     "DROP FUNCTION settlement_transfer_immutable()",
     "DROP TRIGGER settlement_transfer_apply ON settlement_transfer",
     "DROP FUNCTION settlement_transfer_apply()",
-    "ALTER TABLE settlement_transfer DROP CONSTRAINT transfer_debit_account_matches, "
-    "DROP CONSTRAINT transfer_credit_account_matches",
 ]
 
 # --- SQLite (row triggers: it has no statement triggers with transition tables) ----------------

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from hub import ids
-from hub.ids import IdFactory, is_valid_id, new_id
+from hub.ids import IdFactory, is_valid_id, new_id, new_ids
 
 
 class FakeClock:
@@ -116,3 +116,12 @@ def test_ids_made_in_the_same_millisecond_sort_in_order(clock, monkeypatch):
     # The clock stepping back does not break the order either.
     clock.ms -= 5
     assert new_id("evt") > second
+
+
+def test_ids_made_together_are_consecutive_and_ordered():
+    first = new_id("tr")
+    batch = new_ids("tr", 1000)
+    after = new_id("tr")
+    assert len(set(batch)) == 1000
+    assert [first, *batch, after] == sorted([first, *batch, after])
+    assert all(is_valid_id("tr", value) for value in batch)

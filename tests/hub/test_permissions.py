@@ -27,12 +27,21 @@ from django.utils import timezone
 
 from hub.api.base import HubAPIView
 from hub.crypto import encrypt
-from hub.models import AdapterConnection, AdapterOperation, Event, OperatorTask, WebhookDelivery
+from hub.models import (
+    AdapterConnection,
+    AdapterOperation,
+    Event,
+    OperatorTask,
+    Participant,
+    WebhookDelivery,
+)
 from hub.sandbox import make_uscc
 from hub.services.events import event_emit
 from hub.services.webhooks import event_dispatch, webhook_endpoint_create
+from settlement.ledger import TransferSpec, transfer_create
+from settlement.models import Account
 from tests.conftest import Tenant, api_key_of, error_of, row_counts
-from tests.factories import issue_key, principal_for
+from tests.factories import issue_key, make_participant, principal_for
 
 ROLES = ("operator", "merchant", "payment_institution", "bank", "insurer", "regulator")
 ALL = frozenset(ROLES)
@@ -86,6 +95,30 @@ def enable_bank(tenants: dict[str, Tenant]) -> dict[str, Any]:
     }
 
 
+ACCOUNTANTS = frozenset({"operator", "merchant"})
+
+
+def open_account(tenants: dict[str, Tenant]) -> dict[str, Any]:
+    # The merchant opens its own; the operator opens one for the merchant.
+    return {"currency": "CNY", "kind": "merchant_settlement", "owner": tenants["merchant"].id}
+
+
+def _transfer_body(tenants: dict[str, Tenant]) -> dict[str, Any]:
+    return {
+        "debit_account": _account_of(tenants["operator"]),
+        "credit_account": _account_of(tenants["merchant"]),
+        "amount": {"amount": "1.00", "currency": "CNY"},
+    }
+
+
+def one_transfer(tenants: dict[str, Tenant]) -> dict[str, Any]:
+    return _transfer_body(tenants)
+
+
+def a_batch(tenants: dict[str, Tenant]) -> dict[str, Any]:
+    return {"transfers": [_transfer_body(tenants)] * 2, "atomic": True}
+
+
 DISABLE = {"status": "disabled"}
 RESOLVE = {"note": "checked with the bank by phone"}
 
@@ -125,6 +158,20 @@ TABLE = [
     Row("POST", "adapter_operation_sync",  OPERATOR, 202, "adapter_operation", NOTHING, echo=True),
     Row("GET",  "operator_tasks",          OPERATOR),
     Row("POST", "operator_task_resolve",   OPERATOR, 200, "operator_task",    RESOLVE, echo=True),
+    Row("GET",  "accounts",                WRITERS),
+    Row("POST", "accounts",                ACCOUNTANTS, 201, None,            open_account),
+    Row("GET",  "account",                 WRITERS,  200, "account",          echo=True),
+    Row("GET",  "account_balance",         WRITERS,  200, "account"),
+    Row("GET",  "transfers",               WRITERS),
+    Row("POST", "transfers",               OPERATOR, 201, None,               one_transfer),
+    Row("POST", "transfers_batch",         OPERATOR, 201, None,               a_batch),
+    Row("GET",  "transfer",                WRITERS,  200, "transfer",         echo=True),
+    Row("POST", "transfer_post",           OPERATOR, 201, "pending_transfer", NOTHING),
+    Row("POST", "transfer_void",           OPERATOR, 201, "pending_transfer", NOTHING),
+    # -- bank statements and reconciliation (rows below) --
+    # -- end of bank statements and reconciliation --
+    # -- account statements (rows below) --
+    # -- end of account statements --
     # Institutions authenticate notifications by signature, not API key: unsigned is 401 for all.
     Row("POST", "inbound_webhook",         ALL,      401, "inbound_connection", auth=PUBLIC),
 ]
@@ -233,7 +280,51 @@ def _task(tenant: Tenant) -> str:
     return task.pk
 
 
+# The kind of account each role holds (the regulator holds none: its URLs name the operator's).
+KIND_OF = {
+    "merchant": "merchant_settlement",
+    "payment_institution": "institution_receivable",
+    "bank": "bank_cash",
+    "insurer": "insurance_premium",
+    "operator": "equity",
+}
+
+
+def _account_of(tenant: Tenant) -> str:
+    role = tenant.participant.role
+    owner = tenant.participant if role in KIND_OF else _operator()
+    account = Account.objects.create(
+        livemode=False, owner=owner, currency="CNY", kind=KIND_OF[owner.role]
+    )
+    return account.pk
+
+
+def _operator() -> Participant:
+    found = Participant.objects.filter(role="operator").order_by("pk").first()
+    return found or make_participant(role="operator")
+
+
+def _transfer(tenant: Tenant, *, pending: bool = False) -> str:
+    equity = Account.objects.create(
+        livemode=False, owner=_operator(), currency="CNY", kind="equity"
+    )
+    transfer, _ = transfer_create(
+        livemode=False,
+        spec=TransferSpec(
+            debit_account_id=equity.pk,
+            credit_account_id=_account_of(tenant),
+            amount=1_00,
+            currency="CNY",
+            pending=pending,
+        ),
+    )
+    return transfer.id
+
+
 MAKERS: dict[str, Callable[[Tenant], str]] = {
+    "account": _account_of,
+    "transfer": _transfer,
+    "pending_transfer": lambda tenant: _transfer(tenant, pending=True),
     "adapter_connection": _connection,
     "inbound_connection": lambda tenant: _connection(tenant, "stripe_like"),
     "adapter_operation": _operation,

@@ -471,6 +471,7 @@ def test_beat_schedules_every_periodic_task_even_if_the_app_is_finalized_before_
         ["adapter operation repair", "hub.adapter_repair", 10.0],
         ["idempotency purge", "hub.idempotency_purge", 3600.0],
         ["inbound notifications apply", "hub.inbound_apply", 5.0],
+        ["ledger holds expiry", "hub.ledger_expire_holds", 10.0],
         ["webhook sweep", "hub.webhook_sweep", 7.0],
     ]
 

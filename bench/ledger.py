@@ -1,0 +1,229 @@
+"""``hub bench ledger``: how many transfers the ledger makes per second on PostgreSQL.
+
+On a database of its own (``hub_bench_ledger``, dropped and created), with A merchant accounts
+funded first:
+
+1. ``batch``: B batches of 8,000 transfers between random accounts through
+   ``transfers_create_batch`` (atomic, one durable commit each): ``batch_transfers_per_s``.
+   Baseline in the same run: the same rows with a raw ``COPY`` into a scratch table with the same
+   columns and no index, trigger or constraint: ``copy_rows_per_s``, and ``batch_vs_copy``.
+2. ``single``: N transfers between random pairs through ``transfer_create`` from 16 threads,
+   each its own commit: ``single_transfers_per_s``.
+3. ``hot``: the same, every transfer crediting one account: ``hot_account_transfers_per_s``.
+4. ``rest``: ``POST /v1/transfers`` (an operator key, a transfer id per request) from 16
+   closed-loop clients against ``hub serve`` (gunicorn sync workers): ``rest_transfers_per_s``
+   and ``rest_p50_ms`` / ``rest_p99_ms``, next to ``GET /v1/health`` at the same concurrency.
+
+Each in-process phase runs in a subprocess (``bench.ledger_probe``) on the benchmark database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from argparse import ArgumentParser
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from bench import BenchError
+from bench.api import (
+    HOST,
+    Server,
+    _redacted,
+    _run_hub,
+    bench_database_url,
+    drop_database,
+    free_port,
+    recreate_database,
+    start_server,
+    wait_healthy,
+)
+from bench.loadgen import encode_request, percentile, run_phase
+
+HELP = "ledger transfers per second: batches, single, hot account, REST (PostgreSQL)"
+DATABASE = "hub_bench_ledger"
+TARGETS = {
+    "batch_transfers_per_s": 50_000,
+    "batch_vs_copy": 0.25,
+    "single_transfers_per_s": 3_000,
+    "hot_vs_single": 0.5,
+    "rest_transfers_per_s": 500,
+    "rest_p99_ms": 50.0,
+}
+
+Log = Callable[[str], None]
+
+
+def add_arguments(parser: ArgumentParser) -> None:
+    parser.add_argument("--accounts", type=int, default=1000, help="merchant accounts (1000)")
+    parser.add_argument("--batches", type=int, default=10, help="batches of 8,000 (10)")
+    parser.add_argument("--singles", type=int, default=20000, help="single transfers (20000)")
+    parser.add_argument("--threads", type=int, default=16, help="threads and clients (16)")
+    parser.add_argument("--rest-seconds", type=float, default=10.0, help="REST phase (10 s)")
+    parser.add_argument("--workers", type=int, default=3, help="gunicorn sync workers (3)")
+    parser.add_argument("--database", default=DATABASE, help=f"database to recreate ({DATABASE})")
+    parser.add_argument("--keep-database", action="store_true")
+    parser.add_argument("--smoke", action="store_true", help="a tiny run for CI")
+
+
+def _probe(env: dict[str, str], *args: str) -> dict[str, Any]:
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.ledger_probe", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise BenchError(
+            f"the probe failed ({done.returncode}):\n{(done.stdout + done.stderr)[-3000:]}"
+        )
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+async def _rest(
+    port: int, clients: int, seconds: float, key: str, pairs: list[list[str]]
+) -> dict[str, Any]:
+    host = f"{HOST}:{port}"
+    health = encode_request("GET", "/v1/health", host=host)
+
+    def baseline(client: int, seq: int) -> tuple[str, bytes]:
+        return "health", health
+
+    def transfer(client: int, seq: int) -> tuple[str, bytes]:
+        debit, credit = pairs[(seq * clients + client) % len(pairs)]
+        body = json.dumps(
+            {
+                "id": f"rest-{client}-{seq}",
+                "debit_account": debit,
+                "credit_account": credit,
+                "amount": {"amount": "1.00", "currency": "CNY"},
+            }
+        ).encode()
+        return "transfer", encode_request(
+            "POST",
+            "/v1/transfers",
+            host=host,
+            headers={"Content-Type": "application/json", "Authorization": f"Bearer {key}"},
+            body=body,
+        )
+
+    base, _ = await run_phase(
+        "baseline",
+        host=HOST,
+        port=port,
+        clients=clients,
+        maker=baseline,
+        warmup=1.0,
+        seconds=seconds,
+    )
+    rest, _ = await run_phase(
+        "rest",
+        host=HOST,
+        port=port,
+        clients=clients,
+        maker=transfer,
+        warmup=1.0,
+        seconds=seconds,
+    )
+    base_sorted, rest_sorted = base.all_sorted(), rest.all_sorted()
+    return {
+        "rest_clients": clients,
+        "rest_transfers_per_s": round(rest.rps, 1),
+        "rest_p50_ms": round(percentile(rest_sorted, 50), 2),
+        "rest_p99_ms": round(percentile(rest_sorted, 99), 2),
+        "rest_baseline_rps": round(base.rps, 1),
+        "rest_baseline_p99_ms": round(percentile(base_sorted, 99), 2),
+        "rest_errors": base.errors + rest.errors,
+        "rest_error_samples": (base.error_samples + rest.error_samples)[:5],
+    }
+
+
+def run(options: dict[str, Any], log: Log) -> dict[str, Any]:
+    smoke = bool(options.get("smoke"))
+    accounts = 50 if smoke else int(options.get("accounts") or 1000)
+    batches = 1 if smoke else int(options.get("batches") or 10)
+    batch_size = 500 if smoke else 8000
+    singles = 400 if smoke else int(options.get("singles") or 20000)
+    threads = int(options.get("threads") or 16)
+    rest_seconds = 1.0 if smoke else float(options.get("rest_seconds") or 10.0)
+    workers = int(options.get("workers") or 3)
+    url = bench_database_url(str(options.get("database") or DATABASE))
+    log(f"database: {_redacted(url)} (dropped and recreated)")
+    version = recreate_database(url)
+    data_dir = Path(tempfile.mkdtemp(prefix="hub-bench-ledger-"))
+    env = {
+        **os.environ,
+        "DATABASE_URL": url,
+        "HUB_DATA_DIR": str(data_dir),
+        "HUB_CELERY_QUEUE": "hub-bench",
+        "CELERY_BROKER_URL": "",
+        "HUB_LOG_LEVEL": "WARNING",
+    }
+    result: dict[str, Any] = {"bench": "ledger"}
+    loadavg_before = list(os.getloadavg())
+    server: Server | None = None
+    try:
+        _run_hub(env, "migrate", "--verbosity", "0")
+        log(f"setup: {accounts} funded merchant accounts")
+        setup = _probe(env, "setup", str(accounts))
+        log(f"batch: {batches} x {batch_size}, then the same rows by COPY")
+        result.update(_probe(env, "batch", str(batches), str(batch_size)))
+        log(f"single: {singles} transfers from {threads} threads")
+        result.update(_probe(env, "single", str(threads), str(singles)))
+        log(f"hot account: {singles} transfers from {threads} threads, one credit account")
+        result.update(_probe(env, "hot", str(threads), str(singles)))
+        rest_setup = _probe(env, "rest-setup", str(threads * 64))
+        port = free_port()
+        server = start_server(
+            env,
+            port=port,
+            worker_class="sync",
+            workers=workers,
+            threads=1,
+            worker=False,
+            log=data_dir / "serve.log",
+        )
+        wait_healthy(server)
+        log(f"rest: POST /v1/transfers, {threads} clients, {rest_seconds} s")
+        result.update(
+            asyncio.run(_rest(port, threads, rest_seconds, rest_setup["key"], rest_setup["pairs"]))
+        )
+        result["accounts"] = setup["accounts"]
+    finally:
+        if server is not None:
+            server.stop()
+        if not options.get("keep_database"):
+            try:
+                drop_database(url)
+            except Exception as exc:
+                log(f"could not drop the database: {exc}")
+        shutil.rmtree(data_dir, ignore_errors=True)
+    result["hot_vs_single"] = round(
+        result["hot_account_transfers_per_s"] / result["single_transfers_per_s"], 3
+    )
+    met = {
+        name: (result[name] <= target if name.endswith("_ms") else result[name] >= target)
+        for name, target in TARGETS.items()
+    }
+    result.update(
+        {
+            "targets": TARGETS,
+            "targets_met": met,
+            "all_targets_met": all(met.values()),
+            "server": f"gunicorn sync {workers} workers",
+            "db": "postgresql",
+            "db_version": version,
+            "smoke": smoke,
+            "nproc": os.cpu_count(),
+            "loadavg_before": loadavg_before,
+        }
+    )
+    return result

@@ -1,0 +1,26 @@
+from django.urls import path, re_path
+
+from settlement import api
+
+ACCOUNT = r"(?P<account_id>acct_[0-9a-z]{26})"
+# Transfer ids are the caller's: what check_transfer_id accepts.
+TRANSFER = r"(?P<transfer_id>[A-Za-z0-9_-]{1,64})"
+
+urlpatterns = [
+    path("v1/accounts", api.AccountListView.as_view(), name="accounts"),
+    re_path(rf"^v1/accounts/{ACCOUNT}$", api.AccountDetailView.as_view(), name="account"),
+    re_path(
+        rf"^v1/accounts/{ACCOUNT}/balance$",
+        api.AccountBalanceView.as_view(),
+        name="account_balance",
+    ),
+    path("v1/transfers", api.TransferListView.as_view(), name="transfers"),
+    path("v1/transfers/batch", api.TransferBatchView.as_view(), name="transfers_batch"),
+    re_path(rf"^v1/transfers/{TRANSFER}$", api.TransferDetailView.as_view(), name="transfer"),
+    re_path(
+        rf"^v1/transfers/{TRANSFER}/post$", api.TransferPostView.as_view(), name="transfer_post"
+    ),
+    re_path(
+        rf"^v1/transfers/{TRANSFER}/void$", api.TransferVoidView.as_view(), name="transfer_void"
+    ),
+]
