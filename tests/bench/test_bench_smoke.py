@@ -125,3 +125,37 @@ def test_bench_adapters_smoke() -> None:
     applied = result["notifications_by_status"]["applied"]
     assert applied > 0
     assert result["apply_waiting"] == result["apply_settled"] == applied
+
+
+LEDGER_KEYS = {
+    "batch_transfers_per_s",
+    "copy_rows_per_s",
+    "batch_vs_copy",
+    "single_transfers_per_s",
+    "hot_account_transfers_per_s",
+    "hot_vs_single",
+    "rest_transfers_per_s",
+    "rest_p99_ms",
+    "rest_errors",
+    "targets_met",
+}
+
+
+@pytest.mark.postgres
+@pytest.mark.skipif(not _on_postgres(), reason="needs PostgreSQL: set DATABASE_URL=postgres://...")
+def test_bench_ledger_smoke() -> None:
+    database = f"hub_bench_ledger_test_{os.getpid()}"
+    done = subprocess.run(
+        [sys.executable, "-m", "hub.cli", "bench", "ledger", "--smoke", "--database", database],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert set(result) >= LEDGER_KEYS, sorted(LEDGER_KEYS - set(result))
+    assert (result["bench"], result["smoke"]) == ("ledger", True)
+    assert (result["batches"], result["batch_size"], result["single_transfers"]) == (1, 500, 400)
+    assert result["rest_errors"] == 0, result["rest_error_samples"]
+    assert set(result["targets_met"]) == set(result["targets"])
