@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
+import psycopg
 from django.db import DatabaseError, connection, transaction
 from django.db.models import Q, Sum
 from django.utils import timezone
@@ -266,9 +267,14 @@ def _save(row: Transfer) -> None:
         return
     values = [getattr(row, name) for name in _COLUMNS]
     values[_COLUMNS.index("metadata")] = json.dumps(row.metadata) if row.metadata else "{}"
-    with connection.cursor() as cursor:
-        cursor.execute(_INSERT, values)
-        row.seq = cursor.fetchone()[0]
+    connection.ensure_connection()
+    # A server-side prepared statement: parsed and planned once per connection, where Django's
+    # cursors would send the statement as text each time.
+    with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
+        cursor.execute(_INSERT, values, prepare=True)
+        found = cursor.fetchone()
+        assert found is not None
+        row.seq = found[0]
     row._state.adding = False
     row._state.db = "default"
 
