@@ -3,8 +3,9 @@
 
 - ``setup A``: a hub equity account and A merchant settlement accounts in CNY, each funded.
 - ``batch B S``: B batches of S transfers between random accounts (``transfers_create_batch``,
-  atomic, one durable commit each); then the same rows with a raw ``COPY`` into a scratch table
-  with the same columns and no index, trigger or constraint (the floor of any bulk insert).
+  atomic, one durable commit each); then the same rows with a raw ``COPY``, in text and in
+  binary (the ledger's own format), into a scratch table with the same columns and no index,
+  trigger or constraint (the floor of any bulk insert).
 - ``single T N``: N transfers between random pairs of accounts through ``transfer_create``, from
   T threads at once (each its own connection, each transfer its own commit).
 - ``hot T N``: the same, every transfer crediting one account.
@@ -100,7 +101,7 @@ def _pairs(merchants: list[str], count: int, rng: random.Random) -> list[tuple[s
 def batch(batches: int, size: int) -> dict[str, Any]:
     from django.db import connection
 
-    from settlement.ledger import _COLUMNS, TransferSpec, transfers_create_batch
+    from settlement.ledger import _COLUMNS, _COPY_TYPES, TransferSpec, transfers_create_batch
     from settlement.models import Transfer
 
     _, merchants = _accounts()
@@ -123,26 +124,37 @@ def batch(batches: int, size: int) -> dict[str, Any]:
         assert all(r.status == "created" for r in results)
     batch_seconds = time.perf_counter() - started
 
-    # The floor: the same rows, COPY into a bare table, one durable commit per batch.
+    # The floor: the same rows, COPY into a bare table, one durable commit per batch; in text
+    # (COPY's default) and in binary (the format the ledger itself uses).
     rows = list(Transfer.objects.order_by("-seq").values_list(*_COLUMNS)[: batches * size])
-    with connection.cursor() as cursor:
-        cursor.execute("DROP TABLE IF EXISTS bench_copy_scratch")
-        cursor.execute(
-            "CREATE TABLE bench_copy_scratch AS SELECT * FROM settlement_transfer WITH NO DATA"
-        )
-    connection.commit() if not connection.get_autocommit() else None
     columns = ", ".join(_COLUMNS)
-    started = time.perf_counter()
-    for n in range(batches):
-        chunk = rows[n * size : (n + 1) * size]
+
+    def copy_all(binary: bool) -> float:
         with connection.cursor() as cursor:
-            raw: Any = cursor.cursor
-            with raw.copy(f"COPY bench_copy_scratch ({columns}) FROM STDIN") as copy:
-                for row in chunk:
-                    copy.write_row(tuple(json.dumps(v) if isinstance(v, dict) else v for v in row))
-    copy_seconds = time.perf_counter() - started
-    with connection.cursor() as cursor:
-        cursor.execute("DROP TABLE bench_copy_scratch")
+            cursor.execute("DROP TABLE IF EXISTS bench_copy_scratch")
+            cursor.execute(
+                "CREATE TABLE bench_copy_scratch AS SELECT * FROM settlement_transfer WITH NO DATA"
+            )
+        began = time.perf_counter()
+        for n in range(batches):
+            chunk = rows[n * size : (n + 1) * size]
+            with connection.cursor() as cursor:
+                raw: Any = cursor.cursor
+                options = " (FORMAT BINARY)" if binary else ""
+                with raw.copy(f"COPY bench_copy_scratch ({columns}) FROM STDIN{options}") as copy:
+                    if binary:
+                        copy.set_types(_COPY_TYPES)
+                    for row in chunk:
+                        copy.write_row(
+                            tuple(json.dumps(v) if isinstance(v, dict) else v for v in row)
+                        )
+        spent = time.perf_counter() - began
+        with connection.cursor() as cursor:
+            cursor.execute("DROP TABLE bench_copy_scratch")
+        return spent
+
+    copy_seconds = copy_all(binary=False)
+    binary_seconds = copy_all(binary=True)
     total = batches * size
     return {
         "batches": batches,
@@ -153,6 +165,8 @@ def batch(batches: int, size: int) -> dict[str, Any]:
         "copy_seconds": round(copy_seconds, 3),
         "copy_rows_per_s": round(total / copy_seconds, 1),
         "batch_vs_copy": round(copy_seconds / batch_seconds, 3),
+        "copy_binary_rows_per_s": round(total / binary_seconds, 1),
+        "batch_vs_copy_binary": round(binary_seconds / batch_seconds, 3),
     }
 
 
