@@ -100,6 +100,7 @@ def _pairs(merchants: list[str], count: int, rng: random.Random) -> list[tuple[s
 
 def batch(batches: int, size: int) -> dict[str, Any]:
     from django.db import connection
+    from psycopg.types.json import Jsonb
 
     from settlement.ledger import _COLUMNS, _COPY_TYPES, TransferSpec, transfers_create_batch
     from settlement.models import Transfer
@@ -146,7 +147,12 @@ def batch(batches: int, size: int) -> dict[str, Any]:
                         copy.set_types(_COPY_TYPES)
                     for row in chunk:
                         copy.write_row(
-                            tuple(json.dumps(v) if isinstance(v, dict) else v for v in row)
+                            tuple(
+                                (Jsonb(v) if binary else json.dumps(v))
+                                if isinstance(v, dict)
+                                else v
+                                for v in row
+                            )
                         )
         spent = time.perf_counter() - began
         with connection.cursor() as cursor:

@@ -19,6 +19,7 @@ import psycopg
 from django.db import DatabaseError, connection, transaction
 from django.db.models import Q, Sum
 from django.utils import timezone
+from psycopg.types.json import Jsonb
 
 from hub import errors
 from hub.ids import new_id, new_ids
@@ -643,7 +644,7 @@ def transfers_create_batch(
                     spec.reference,
                     spec.code,
                     corrected.get(spec.corrects) if spec.corrects else None,
-                    json.dumps(dict(spec.metadata)) if spec.metadata else "{}",
+                    Jsonb(dict(spec.metadata)),
                     now,
                 )
             )
@@ -738,9 +739,7 @@ def _insert_many(rows: list[tuple[Any, ...]]) -> None:
     if connection.vendor != "postgresql":
         Transfer.objects.bulk_create(
             [
-                Transfer(
-                    **{**dict(zip(_COLUMNS, row, strict=True)), "metadata": json.loads(row[13])}
-                )
+                Transfer(**{**dict(zip(_COLUMNS, row, strict=True)), "metadata": row[13].obj})
                 for row in rows
             ],
             batch_size=500,

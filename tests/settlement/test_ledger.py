@@ -337,7 +337,7 @@ def test_a_batch_applies_in_order_with_one_answer_per_item(books):
         atomic=False,
         specs=[
             spec(equity, alice, 10_00, id="b-1"),
-            spec(alice, bob, 6_00, id="b-2"),
+            spec(alice, bob, 6_00, id="b-2", metadata={"order": "B-2"}),
             spec(alice, bob, 6_00, id="b-3"),  # only 4.00 left
             spec(alice, won, 1_00, id="b-4"),
             spec(alice, bob, 4_00, id="b-5", pending=True),
@@ -356,6 +356,8 @@ def test_a_batch_applies_in_order_with_one_answer_per_item(books):
     assert columns(alice) == (6_00, 10_00, 4_00, 0)
     assert columns(bob) == (0, 6_00, 0, 4_00)
     assert sorted(Transfer.objects.values_list("id", flat=True)) == ["b-1", "b-2", "b-5"]
+    assert Transfer.objects.get(id="b-2").metadata == {"order": "B-2"}
+    assert Transfer.objects.get(id="b-5").metadata == {}
     for account in books.values():
         assert columns(account) == replayed(account)
 
