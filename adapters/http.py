@@ -32,6 +32,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import random
+import re
 import socket
 import threading
 import time
@@ -157,10 +158,23 @@ def redact_headers(headers: Iterable[tuple[str, str]]) -> dict[str, str]:
     }
 
 
+# Bank account and card numbers in JSON bodies, whatever the institution's format: the
+# attempt log keeps their last four characters only.
+_ACCOUNT_NUMBER = re.compile(
+    r'("(?:account_number|accountNumber|iban|IBAN|card_number|pan)"\s*:\s*")([^"]*)(")'
+)
+
+
+def _mask_account_number(match: re.Match[str]) -> str:
+    value = match.group(2)
+    return match.group(1) + "****" + value[-4:] + match.group(3)
+
+
 def redact_text(text: str, secrets: Iterable[str]) -> str:
     for secret in secrets:
         if secret and len(secret) >= 4:
             text = text.replace(secret, REDACTED)
+    text = _ACCOUNT_NUMBER.sub(_mask_account_number, text)
     return text[:MAX_LOGGED_BODY]
 
 

@@ -40,3 +40,8 @@ def _schedule(sender: Celery, **kwargs: object) -> None:
         sender.signature("hub.ledger_expire_holds"),
         name="ledger holds expiry",
     )
+    sender.add_periodic_task(
+        settings.HUB["PAYOUTS_SWEEP_SECONDS"],
+        sender.signature("hub.payouts_send_unsent"),
+        name="payouts sweep",
+    )

@@ -61,5 +61,18 @@ for _role in set(Role.values) - {Role.REGULATOR}:
 for _role in (Role.MERCHANT, Role.OPERATOR):
     ROLE_SCOPES[_role] = ROLE_SCOPES[_role] | {"accounts:write"}
 ROLE_SCOPES[Role.OPERATOR] = ROLE_SCOPES[Role.OPERATOR] | {"transfers:write"}
+# Payouts: a merchant registers its bank accounts and withdraws; the operator watches.
+ROLE_SCOPES[Role.MERCHANT] = ROLE_SCOPES[Role.MERCHANT] | {"payouts:read", "payouts:write"}
+# The operator's keys carry every scope, so that it can rotate any participant's key (endpoint
+# rules still keep payouts to merchants).
+ROLE_SCOPES[Role.OPERATOR] = ROLE_SCOPES[Role.OPERATOR] | {"payouts:read", "payouts:write"}
+# Bank statements: a bank uploads and reads the statements of its accounts, the operator those of
+# every account; only the operator reconciles them and works the exceptions queue.
+for _role in (Role.BANK, Role.OPERATOR):
+    ROLE_SCOPES[_role] = ROLE_SCOPES[_role] | {"bank_statements:read", "bank_statements:write"}
+ROLE_SCOPES[Role.OPERATOR] = ROLE_SCOPES[Role.OPERATOR] | {
+    "reconciliation:read",
+    "reconciliation:write",
+}
 # A regulator never writes data; it may still look after its own keys.
 ROLE_SCOPES[Role.REGULATOR] = READ_SCOPES | {"api_keys:write"}

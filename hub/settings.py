@@ -239,6 +239,8 @@ HUB = {
     # INBOUND_APPLY_SECONDS for anything a lost task left behind.
     # How often beat releases pending transfers whose timeout has passed.
     "LEDGER_EXPIRE_SECONDS": float(os.environ.get("HUB_LEDGER_EXPIRE_SECONDS", "10")),
+    # How often beat sends payouts whose own task was lost.
+    "PAYOUTS_SWEEP_SECONDS": float(os.environ.get("HUB_PAYOUTS_SWEEP_SECONDS", "30")),
     "INBOUND_NUDGE_SECONDS": float(os.environ.get("HUB_INBOUND_NUDGE_SECONDS", "0.2")),
     "INBOUND_APPLY_SECONDS": float(os.environ.get("HUB_INBOUND_APPLY_SECONDS", "5")),
     # Seconds before each new attempt at a notification whose application failed; when they

@@ -6,3 +6,8 @@ class SettlementConfig(AppConfig):
     label = "settlement"
     verbose_name = "Settlement"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from settlement.payouts import register_handlers
+
+        register_handlers()

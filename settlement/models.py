@@ -231,3 +231,7 @@ class Transfer(models.Model):
                 name="transfer_pending_expiry",
             ),
         ]
+
+
+from settlement.models_payouts import *  # noqa: E402,F403
+from settlement.models_statements import *  # noqa: E402,F403

@@ -1,10 +1,12 @@
 from django.urls import path, re_path
 
-from settlement import api
+from settlement import api, payouts_api
 
 ACCOUNT = r"(?P<account_id>acct_[0-9a-z]{26})"
 # Transfer ids are the caller's: what check_transfer_id accepts.
 TRANSFER = r"(?P<transfer_id>[A-Za-z0-9_-]{1,64})"
+PAYOUT = r"(?P<payout_id>po_[0-9a-z]{26})"
+BANK_ACCOUNT = r"(?P<bank_account_id>pba_[0-9a-z]{26})"
 
 urlpatterns = [
     path("v1/accounts", api.AccountListView.as_view(), name="accounts"),
@@ -23,4 +25,16 @@ urlpatterns = [
     re_path(
         rf"^v1/transfers/{TRANSFER}/void$", api.TransferVoidView.as_view(), name="transfer_void"
     ),
+    path(
+        "v1/payout_bank_accounts",
+        payouts_api.BankAccountListView.as_view(),
+        name="payout_bank_accounts",
+    ),
+    re_path(
+        rf"^v1/payout_bank_accounts/{BANK_ACCOUNT}$",
+        payouts_api.BankAccountDetailView.as_view(),
+        name="payout_bank_account",
+    ),
+    path("v1/payouts", payouts_api.PayoutListView.as_view(), name="payouts"),
+    re_path(rf"^v1/payouts/{PAYOUT}$", payouts_api.PayoutDetailView.as_view(), name="payout"),
 ]

@@ -1,5 +1,14 @@
 """URLs of one part of the settlement app, added to the project's list by hub/urls.py."""
 
-from django.urls import URLPattern
+from django.urls import URLPattern, re_path
 
-urlpatterns: list[URLPattern] = []
+from settlement import account_statements_api
+from settlement.urls import ACCOUNT
+
+urlpatterns: list[URLPattern] = [
+    re_path(
+        rf"^v1/accounts/{ACCOUNT}/statement$",
+        account_statements_api.AccountStatementView.as_view(),
+        name="account_statement",
+    ),
+]

@@ -4,6 +4,7 @@ whose hand-off was lost."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from django.db import transaction
@@ -27,6 +28,20 @@ EVENT_TYPES: set[str] = {
 def register_event_types(*types: str) -> None:
     """Later apps add their own types at import time."""
     EVENT_TYPES.update(types)
+
+
+# Later apps follow the core's changes by event type (an app never imports a later one).
+_HANDLERS: dict[str, list[Callable[[Event], None]]] = {}
+
+
+def register_event_handler(type: str, handler: Callable[[Event], None]) -> None:
+    """Call ``handler(event)`` for every event of ``type``, inside the transaction that emits it:
+    what the handler writes commits or rolls back with the change the event describes. A
+    handler writes to the database only (no outbound call) and raises only when the change
+    itself must not stand."""
+    if type not in EVENT_TYPES:
+        raise ValueError(f"unregistered event type {type!r}")
+    _HANDLERS.setdefault(type, []).append(handler)
 
 
 def event_emit(
@@ -54,4 +69,6 @@ def event_emit(
     from hub.tasks import event_dispatch_task
 
     enqueue_after_commit(event_dispatch_task, event_id=event.pk)
+    for handler in _HANDLERS.get(type, ()):
+        handler(event)
     return event

@@ -177,6 +177,9 @@ def _parse_xml(data: bytes) -> tuple[ET.Element, dict[int, int]]:
             f"not well-formed XML: {expat.ErrorString(exc.code)} (column {exc.offset})",
             line=exc.lineno,
         ) from None
+    except (LookupError, UnicodeError) as exc:
+        # An XML declaration naming an encoding that does not exist, or bytes that are not in it.
+        raise StatementParseError(f"the XML's encoding cannot be read: {exc}") from None
     return builder.close(), lines
 
 

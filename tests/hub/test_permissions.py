@@ -40,6 +40,7 @@ from hub.services.events import event_emit
 from hub.services.webhooks import event_dispatch, webhook_endpoint_create
 from settlement.ledger import TransferSpec, transfer_create
 from settlement.models import Account
+from settlement.models_payouts import Payout, PayoutBankAccount
 from tests.conftest import Tenant, api_key_of, error_of, row_counts
 from tests.factories import issue_key, make_participant, principal_for
 
@@ -122,6 +123,75 @@ def a_batch(tenants: dict[str, Tenant]) -> dict[str, Any]:
 DISABLE = {"status": "disabled"}
 RESOLVE = {"note": "checked with the bank by phone"}
 
+# payouts
+
+MERCHANT = frozenset({"merchant"})
+PAYOUT_READERS = frozenset({"merchant", "operator"})
+PAYEE = {
+    "account_number": "6217000010001234567",
+    "account_name": "Rizhao Matrix Trading Co., Ltd.",
+    "bank_code": "CCBCCNBJ",
+    "country": "CN",
+    "currency": "CNY",
+}
+
+
+def _payee(owner: Participant) -> PayoutBankAccount:
+    return PayoutBankAccount.objects.create(
+        livemode=False,
+        owner=owner,
+        account_number_encrypted=encrypt(PAYEE["account_number"]),
+        account_number_last4="4567",
+        account_number_hash=f"hash-{owner.pk}",
+        account_name=PAYEE["account_name"],
+        bank_code=PAYEE["bank_code"],
+        country="CN",
+        currency="CNY",
+    )
+
+
+def _funded(owner: Participant) -> str:
+    account = Account.objects.create(
+        livemode=False, owner=owner, currency="CNY", kind="merchant_settlement"
+    )
+    equity = Account.objects.create(
+        livemode=False, owner=_operator(), currency="CNY", kind="equity"
+    )
+    transfer_create(
+        livemode=False,
+        spec=TransferSpec(
+            debit_account_id=equity.pk, credit_account_id=account.pk, amount=100_00, currency="CNY"
+        ),
+    )
+    return account.pk
+
+
+def a_payout(tenants: dict[str, Tenant]) -> dict[str, Any]:
+    merchant = tenants["merchant"].participant
+    _connection(tenants["bank"])  # a bank that pays out CNY
+    return {
+        "source_account": _funded(merchant),
+        "bank_account": _payee(merchant).pk,
+        "amount": {"amount": "10.00", "currency": "CNY"},
+        "reference": "matrix-payout",
+    }
+
+
+def _payout(tenant: Tenant) -> str:
+    owner = tenant.participant
+    payout = Payout.objects.create(
+        livemode=False,
+        merchant=owner,
+        source_account_id=_funded(owner),
+        bank_account=_payee(owner),
+        amount=10_00,
+        currency="CNY",
+        reference=f"matrix-{owner.pk[-8:]}",
+        connection_id=_connection(tenant),
+    )
+    return payout.pk
+
+
 # fmt: off
 TABLE = [
     #   method  URL name                   allowed   ok   object in the URL   body
@@ -169,9 +239,27 @@ TABLE = [
     Row("POST", "transfer_post",           OPERATOR, 201, "pending_transfer", NOTHING),
     Row("POST", "transfer_void",           OPERATOR, 201, "pending_transfer", NOTHING),
     # -- bank statements and reconciliation (rows below) --
+    # The upload is multipart/form-data: the JSON body sent here is 415 once access is granted.
+    Row("POST", "bank_statements",         frozenset({"bank", "operator"}), 415, None, NOTHING),
+    Row("GET",  "bank_statements",         frozenset({"bank", "operator"})),
+    Row("GET",  "bank_statement",          frozenset({"bank", "operator"}), 200, "bank_statement",
+        echo=True),
+    Row("GET",  "bank_statement_lines",    frozenset({"bank", "operator"}), 200, "bank_statement"),
+    Row("POST", "bank_statement_reconcile", OPERATOR, 201, "bank_statement",  NOTHING),
+    Row("GET",  "reconciliation_run",      OPERATOR, 200, "reconciliation_run", echo=True),
+    Row("GET",  "reconciliation_exceptions", OPERATOR),
+    Row("POST", "reconciliation_exception_resolve", OPERATOR, 200, "reconciliation_exception",
+        RESOLVE, echo=True),
     # -- end of bank statements and reconciliation --
     # -- account statements (rows below) --
+    Row("GET",  "account_statement",       WRITERS,  200, "account"),
     # -- end of account statements --
+    Row("GET",  "payout_bank_accounts",    PAYOUT_READERS),
+    Row("POST", "payout_bank_accounts",    MERCHANT, 201, None,               PAYEE),
+    Row("GET",  "payout_bank_account",     PAYOUT_READERS, 200, "payout_bank_account", echo=True),
+    Row("GET",  "payouts",                 PAYOUT_READERS),
+    Row("POST", "payouts",                 MERCHANT, 201, None,               a_payout),
+    Row("GET",  "payout",                  PAYOUT_READERS, 200, "payout",    echo=True),
     # Institutions authenticate notifications by signature, not API key: unsigned is 401 for all.
     Row("POST", "inbound_webhook",         ALL,      401, "inbound_connection", auth=PUBLIC),
 ]
@@ -321,7 +409,54 @@ def _transfer(tenant: Tenant, *, pending: bool = False) -> str:
     return transfer.id
 
 
+# bank statements and reconciliation
+
+STATEMENT_CSV = b"booking_date,amount,reference\n2026-11-02,100.00,R-1\n"
+STATEMENT_MAPPING = {
+    "booking_date": "booking_date",
+    "amount": "amount",
+    "reference": "reference",
+    "fixed_currency": "CNY",
+}
+
+
+def _bank_statement(tenant: Tenant) -> str:
+    """A statement the tenant reported if it is a bank, else one of a bank of its own."""
+    from settlement.statements_service import bank_statement_import
+
+    owner = tenant.participant
+    bank = owner if owner.role == "bank" else make_participant(role="bank")
+    account = Account.objects.create(livemode=False, owner=bank, currency="CNY", kind="bank_cash")
+    imported = bank_statement_import(
+        actor=principal_for(bank),
+        data=STATEMENT_CSV,
+        filename="statement.csv",
+        account_id=account.pk,
+        csv_mapping=STATEMENT_MAPPING,
+    )
+    return imported.statements[0].statement.pk
+
+
+def _reconciliation_run(tenant: Tenant) -> str:
+    from settlement.reconcile import MatchRules
+    from settlement.statements_service import reconciliation_run
+
+    run = reconciliation_run(
+        actor=principal_for(_operator()), statement_id=_bank_statement(tenant), rules=MatchRules()
+    )
+    return run.pk
+
+
+def _reconciliation_exception(tenant: Tenant) -> str:
+    from settlement.models import ReconciliationException
+
+    # The statement's one line has no transfer to match: one open exception.
+    return ReconciliationException.objects.get(run_id=_reconciliation_run(tenant)).pk
+
+
 MAKERS: dict[str, Callable[[Tenant], str]] = {
+    "payout_bank_account": lambda tenant: _payee(tenant.participant).pk,
+    "payout": _payout,
     "account": _account_of,
     "transfer": _transfer,
     "pending_transfer": lambda tenant: _transfer(tenant, pending=True),
@@ -334,6 +469,9 @@ MAKERS: dict[str, Callable[[Tenant], str]] = {
     "event": _event,
     "webhook_endpoint": _endpoint,
     "webhook_delivery": _delivery,
+    "bank_statement": _bank_statement,
+    "reconciliation_run": _reconciliation_run,
+    "reconciliation_exception": _reconciliation_exception,
 }
 
 

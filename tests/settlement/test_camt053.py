@@ -739,3 +739,9 @@ def test_parsing_imports_no_django() -> None:
     )
 
     assert (result.returncode, result.stderr) == (0, "")
+
+
+def test_an_unknown_encoding_is_a_parse_error() -> None:
+    data = b'<?xml version="1.0" encoding="no-such-codec"?><Document/>'
+    with pytest.raises(StatementParseError, match="encoding"):
+        parse_camt053(data)

@@ -42,6 +42,7 @@ from adapters.interface import (
 )
 from hub import errors
 from hub.conf import hub_settings
+from hub.crypto import keyed_hash
 from hub.jobs import enqueue_after_commit
 from hub.models import AdapterConnection, AdapterOperation, OperatorTask
 from hub.services.adapters.runtime import build_adapter
@@ -147,6 +148,18 @@ def _same_or_conflict(
 
 
 @transaction.atomic(durable=True)
+def stored_request(request: OperationRequest) -> dict[str, Any]:
+    """The request as the operation keeps it: a beneficiary's account number is never stored in
+    clear, only masked and as a keyed hash (enough to tell a repeat from another request)."""
+    body = dataclasses.asdict(request)
+    beneficiary = body.get("beneficiary")
+    if isinstance(beneficiary, dict) and beneficiary.get("account_number"):
+        number = str(beneficiary["account_number"])
+        beneficiary["account_number"] = "****" + number[-4:]
+        beneficiary["account_number_hash"] = keyed_hash(number)
+    return body
+
+
 def _record(*, connection_id: str, request: OperationRequest) -> tuple[AdapterOperation, bool]:
     connection = AdapterConnection.objects.filter(pk=connection_id).first()
     if connection is None:
@@ -156,7 +169,7 @@ def _record(*, connection_id: str, request: OperationRequest) -> tuple[AdapterOp
             "The adapter connection is disabled.", code="adapter_connection_disabled"
         )
     kind = _KIND_OF[type(request)]
-    body = dataclasses.asdict(request)
+    body = stored_request(request)
     same = {"connection": connection, "kind": kind, "reference": request.reference}
     existing = AdapterOperation.objects.filter(**same).first()
     if existing is not None:
