@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from hub.fastinsert import insert
 from hub.models import AuditEntry
 from hub.principal import Principal
 
@@ -16,7 +17,7 @@ def audit_record(
 ) -> AuditEntry:
     """Append one row to the audit trail. Also used for reads that must be recorded (regulator
     reads, consented data reads)."""
-    return AuditEntry.objects.create(
+    entry = AuditEntry(
         participant_id=actor.participant.pk,
         api_key_id=actor.api_key.pk if actor.api_key else "",
         livemode=actor.livemode,
@@ -29,3 +30,5 @@ def audit_record(
         request_id=actor.request_id,
         idempotency_key=idempotency_key[:255],
     )
+    insert(entry)
+    return entry

@@ -1,0 +1,33 @@
+"""One row in, as a prepared statement on PostgreSQL: the ORM builds an INSERT's text anew for
+every row, which on the hottest paths costs more than the insert itself."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+from django.db import connection
+from django.db.models import Model
+
+_STATEMENTS: dict[type[Model], tuple[str, list[Any]]] = {}
+
+
+def insert(row: Model) -> None:
+    """``row.save(force_insert=True)`` for a model whose primary key the caller has set."""
+    if connection.vendor != "postgresql":
+        row.save(force_insert=True)
+        return
+    model = type(row)
+    if model not in _STATEMENTS:
+        fields = list(model._meta.concrete_fields)
+        columns = ", ".join(connection.ops.quote_name(str(f.column)) for f in fields)
+        marks = ", ".join(["%s"] * len(fields))
+        table = connection.ops.quote_name(model._meta.db_table)
+        _STATEMENTS[model] = (f"INSERT INTO {table} ({columns}) VALUES ({marks})", fields)  # noqa: S608
+    sql, fields = _STATEMENTS[model]
+    values = [f.get_db_prep_save(getattr(row, f.attname), connection) for f in fields]
+    connection.ensure_connection()
+    with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
+        cursor.execute(sql, values, prepare=True)
+    row._state.adding = False
+    row._state.db = "default"
