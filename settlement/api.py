@@ -292,9 +292,10 @@ def _time_param(request: Request, name: str) -> datetime | None:
         value = datetime.fromisoformat(raw.replace("Z", "+00:00"))
     except ValueError:
         value = None
-    if value is None or value.tzinfo is None:
+    if value is None or value.tzinfo is None or not 1970 <= value.year <= 9998:
         raise errors.InvalidRequest(
-            f"{name} must be an ISO 8601 time with its offset, such as 2026-11-28T09:00:00Z.",
+            f"{name} must be an ISO 8601 time with its offset, such as 2026-11-28T09:00:00Z, "
+            "from 1970 to 9998.",
             code="parameter_invalid",
             param=name,
         )
@@ -319,8 +320,26 @@ class TransferIn(StrictSerializer):
     metadata = MetadataField(required=False)
 
 
+# Transfers the hub makes for its own objects: their holds are settled by those objects only.
+RESERVED_CODES = frozenset({"payout"})
+
+
+def _refuse_managed(pending: Transfer) -> None:
+    if pending.code in RESERVED_CODES:
+        raise errors.Conflict(
+            f"This hold belongs to {pending.reference}; the bank's answer settles it.",
+            code="transfer_managed",
+        )
+
+
 def _spec(values: dict[str, Any], prefix: str = "") -> TransferSpec:
     minor, currency = values["amount"]
+    if values["code"] in RESERVED_CODES:
+        raise errors.InvalidRequest(
+            f"The code {values['code']!r} is kept for the hub's own transfers.",
+            code="parameter_invalid",
+            param=f"{prefix}code",
+        )
     transfer_id = values.get("id")
     if transfer_id is not None:
         check_transfer_id(transfer_id, param=f"{prefix}id")
@@ -382,9 +401,10 @@ class TransferListView(HubAPIView):
         for name, value in request.query_params.items():
             if name.startswith("metadata[") and name.endswith("]"):
                 key = name[len("metadata[") : -1]
-                if not key or len(key) > 40:
+                # "__" would make the key a lookup path (contains, regex, ...), not a key.
+                if not key or len(key) > 40 or "__" in key:
                     raise errors.InvalidRequest(
-                        "metadata[KEY] names a key of 1 to 40 characters.",
+                        "metadata[KEY] names a key of 1 to 40 characters, without '__'.",
                         code="parameter_invalid",
                         param=name,
                     )
@@ -412,18 +432,14 @@ def _paginate_transfers(request: Request, queryset: Any) -> tuple[list[Transfer]
     """Newest first in the order transfers were made; the cursors are transfer ids (the
     caller's own, which do not sort), so they are turned into positions first."""
     limit = limit_param(request)
-    livemode = request.user.livemode  # type: ignore[union-attr]
 
     def position(name: str) -> int | None:
         value = request.query_params.get(name)
         if value is None:
             return None
         check_transfer_id(value, param=name)
-        seq = (
-            Transfer.objects.filter(livemode=livemode, id=value)
-            .values_list("seq", flat=True)
-            .first()
-        )
+        # Within what the caller may see: another tenant's id is as unknown as a made-up one.
+        seq = queryset.filter(id=value).values_list("seq", flat=True).first()
         if seq is None:
             raise errors.InvalidRequest(
                 f"{name} names no transfer.", code="parameter_invalid", param=name
@@ -474,6 +490,7 @@ class TransferPostView(HubAPIView):
         data.is_valid(raise_exception=True)
         values = dict(data.validated_data)
         pending = transfer_get(actor=self.actor, transfer_id=transfer_id)
+        _refuse_managed(pending)
         amount = values.get("amount")
         if amount is not None and amount[1] != pending.currency:
             raise errors.InvalidRequest(
@@ -509,6 +526,7 @@ class TransferVoidView(HubAPIView):
         data.is_valid(raise_exception=True)
         values = dict(data.validated_data)
         pending = transfer_get(actor=self.actor, transfer_id=transfer_id)
+        _refuse_managed(pending)
         if values.get("id") is not None:
             check_transfer_id(values["id"])
         transfer, created = transfer_void(

@@ -576,11 +576,16 @@ def transfers_create_batch(
             code="parameter_invalid",
             param="transfers",
         )
-    now = timezone.now()
     made = iter(new_ids("tr", sum(1 for s in specs if s.id is None)))
     ids = [spec.id if spec.id is not None else next(made) for spec in specs]
     chosen = {spec.id for spec in specs if spec.id is not None}
     with transaction.atomic():
+        balances = _lock(
+            {s.debit_account_id for s in specs} | {s.credit_account_id for s in specs}, livemode
+        )
+        # Stamped once the accounts are ours, so that times follow the order of the writes.
+        now = timezone.now()
+        # Read under the accounts' locks: a transfer on them made meanwhile has committed.
         # Only ids the caller chose can exist already; the hub's own are new.
         existing = (
             {t.id: t for t in Transfer.objects.filter(livemode=livemode, id__in=chosen)}
@@ -591,9 +596,6 @@ def transfers_create_batch(
             Transfer.objects.filter(
                 livemode=livemode, id__in={s.corrects for s in specs if s.corrects}
             ).values_list("id", "seq")
-        )
-        balances = _lock(
-            {s.debit_account_id for s in specs} | {s.credit_account_id for s in specs}, livemode
         )
         results: list[ItemResult] = []
         rows: list[tuple[Any, ...]] = []
@@ -657,7 +659,17 @@ def transfers_create_batch(
                 ]
             )
         if rows:
-            _insert_many(rows)
+            try:
+                _insert_many(rows)
+            except DatabaseError as exc:
+                if _violated(exc, "transfer_id_once"):
+                    # An id of the batch was taken meanwhile on other accounts: nothing was
+                    # made; the same batch again answers "exists" for it.
+                    raise errors.Conflict(
+                        "A transfer id of the batch was used meanwhile; send the batch again.",
+                        code="transfer_id_race",
+                    ) from None
+                raise
     return results
 
 

@@ -102,7 +102,40 @@ def payout_bank_account_create(
     ).first()
     if found is not None:
         return found, False
-    account = PayoutBankAccount.objects.create(
+    try:
+        with transaction.atomic():
+            account = _new_bank_account(
+                actor, number, digest, account_name, bank_code, country, currency, metadata
+            )
+    except IntegrityError:
+        # The same account, registered by a concurrent request that committed first.
+        return PayoutBankAccount.objects.get(
+            owner=actor.participant,
+            livemode=actor.livemode,
+            account_number_hash=digest,
+            bank_code=bank_code,
+            currency=currency,
+        ), False
+    event_emit(
+        type="payout_bank_account.created",
+        owner=actor.participant,
+        actor=actor,
+        data=bank_account_payload(account),
+    )
+    return account, True
+
+
+def _new_bank_account(
+    actor: Principal,
+    number: str,
+    digest: str,
+    account_name: str,
+    bank_code: str,
+    country: str,
+    currency: str,
+    metadata: Mapping[str, str] | None,
+) -> PayoutBankAccount:
+    return PayoutBankAccount.objects.create(
         livemode=actor.livemode,
         owner=actor.participant,
         account_number_encrypted=encrypt(number.upper()),
@@ -114,13 +147,6 @@ def payout_bank_account_create(
         currency=currency,
         metadata=dict(metadata or {}),
     )
-    event_emit(
-        type="payout_bank_account.created",
-        owner=actor.participant,
-        actor=actor,
-        data=bank_account_payload(account),
-    )
-    return account, True
 
 
 # --- the hub's own accounts ----------------------------------------------------------------------
@@ -128,21 +154,25 @@ def payout_bank_account_create(
 
 def hub_account(*, kind: str, currency: str, livemode: bool, owner: Participant) -> Account:
     """The hub's one account of ``kind`` in ``currency`` held for ``owner``, opened on first
-    use. The owner's row is the mutex, so that two first uses open one account."""
+    use. Found without a lock; only opening one takes the owner's row (NO KEY UPDATE, which
+    events naming the owner do not wait for) as the mutex, so that two first uses open one."""
     reference = f"hub:{kind}"
+    same = {
+        "kind": kind,
+        "currency": currency,
+        "livemode": livemode,
+        "owner": owner,
+        "reference": reference,
+    }
+    account = Account.objects.filter(**same).first()
+    if account is not None:
+        return account
     with transaction.atomic():
-        Participant.objects.select_for_update().filter(pk=owner.pk).first()
-        account = Account.objects.filter(
-            kind=kind, currency=currency, livemode=livemode, owner=owner, reference=reference
-        ).first()
+        Participant.objects.select_for_update(no_key=True).filter(pk=owner.pk).first()
+        account = Account.objects.filter(**same).first()
         if account is None:
             account = Account.objects.create(
-                kind=kind,
-                currency=currency,
-                livemode=livemode,
-                owner=owner,
-                reference=reference,
-                debits_must_not_exceed_credits=kind == Kind.PAYOUT_CLEARING,
+                **same, debits_must_not_exceed_credits=kind == Kind.PAYOUT_CLEARING
             )
     return account
 
@@ -321,13 +351,15 @@ def payouts_unsent(*, limit: int = 500) -> list[str]:
 
 
 def _on_operation(event: Event) -> None:
-    """The bank has settled a payout's operation one way or the other."""
+    """The bank has settled a payout's operation one way or the other. If the ledger refuses
+    (someone resolved the hold by hand), the bank's answer still stands: the payout waits for
+    an operator instead."""
     data = event.data
     if data.get("kind") != "payout":
         return
     payout = (
         Payout.objects.select_for_update(of=("self",))
-        .select_related("connection__participant")
+        .select_related("connection__participant", "merchant")
         .filter(pk=data.get("reference"), livemode=event.livemode)
         .first()
     )
@@ -335,50 +367,89 @@ def _on_operation(event: Event) -> None:
         return
     payout.operation_id = str(data["id"])
     payout.updated_at = timezone.now()
-    if event.type == "adapter_operation.succeeded":
-        transfer_post(livemode=payout.livemode, pending_id=payout.hold_id, id=f"{payout.pk}-post")
-        clearing = hub_account(
-            kind=Kind.PAYOUT_CLEARING,
-            currency=payout.currency,
-            livemode=payout.livemode,
-            owner=hub_operator(),
-        )
-        cash = hub_account(
-            kind=Kind.BANK_CASH,
-            currency=payout.currency,
-            livemode=payout.livemode,
-            owner=payout.connection.participant,
-        )
-        # The money leaves the hub's account at the bank that paid it.
-        transfer_create(
-            livemode=payout.livemode,
-            spec=TransferSpec(
-                id=f"{payout.pk}-paid",
-                debit_account_id=clearing.pk,
-                credit_account_id=cash.pk,
-                amount=payout.amount,
-                currency=payout.currency,
-                reference=payout.pk,
-                code="payout",
-            ),
-        )
-        payout.status = Payout.Status.PAID
-        kind = "payout.paid"
-    else:
-        transfer_void(livemode=payout.livemode, pending_id=payout.hold_id, id=f"{payout.pk}-void")
-        payout.status = Payout.Status.FAILED
-        payout.failure_code = str(data.get("failure_code") or "bank_refused")
-        from hub.models import AdapterOperation
+    succeeded = event.type == "adapter_operation.succeeded"
+    # The accounts first (no ledger lock yet), then all three locked at once in id order.
+    clearing = hub_account(
+        kind=Kind.PAYOUT_CLEARING,
+        currency=payout.currency,
+        livemode=payout.livemode,
+        owner=hub_operator(),
+    )
+    cash = hub_account(
+        kind=Kind.BANK_CASH,
+        currency=payout.currency,
+        livemode=payout.livemode,
+        owner=payout.connection.participant,
+    )
+    try:
+        with transaction.atomic():
+            list(
+                Account.objects.select_for_update(no_key=True)
+                .filter(pk__in=[payout.source_account_id, clearing.pk, cash.pk])
+                .order_by("pk")
+                .values_list("pk", flat=True)
+            )
+            if succeeded:
+                _paid(payout, clearing, cash)
+            else:
+                _refused(payout)
+    except errors.HubError as exc:
+        logger.error("payout %s: the ledger refused the bank's answer: %s", payout.pk, exc)
+        from hub.models import OperatorTask
 
-        operation = AdapterOperation.objects.filter(pk=payout.operation_id).first()
-        payout.failure_reason = operation.failure_reason if operation is not None else ""
-        kind = "payout.failed"
+        OperatorTask.objects.get_or_create(
+            operation_id=payout.operation_id,
+            kind=OperatorTask.Kind.INTEGRITY_MISMATCH,
+            status=OperatorTask.Status.OPEN,
+            defaults={
+                "participant": payout.merchant,
+                "livemode": payout.livemode,
+                "summary": (
+                    f"payout {payout.pk} was {'paid' if succeeded else 'refused'} by the bank "
+                    f"but its hold could not be settled: {exc.code}"
+                ),
+                "details": {"payout": payout.pk, "error": exc.code, "message": exc.message},
+            },
+        )
+        Payout.objects.filter(pk=payout.pk).update(
+            operation_id=payout.operation_id, updated_at=payout.updated_at
+        )
+        return
     payout.save(
         update_fields=["status", "operation", "failure_code", "failure_reason", "updated_at"]
     )
+    kind = "payout.paid" if succeeded else "payout.failed"
     event_emit(
         type=kind, owner=payout.merchant, livemode=payout.livemode, data=payout_payload(payout)
     )
+
+
+def _paid(payout: Payout, clearing: Account, cash: Account) -> None:
+    transfer_post(livemode=payout.livemode, pending_id=payout.hold_id, id=f"{payout.pk}-post")
+    # The money leaves the hub's account at the bank that paid it.
+    transfer_create(
+        livemode=payout.livemode,
+        spec=TransferSpec(
+            id=f"{payout.pk}-paid",
+            debit_account_id=clearing.pk,
+            credit_account_id=cash.pk,
+            amount=payout.amount,
+            currency=payout.currency,
+            reference=payout.pk,
+            code="payout",
+        ),
+    )
+    payout.status = Payout.Status.PAID
+
+
+def _refused(payout: Payout) -> None:
+    from hub.models import AdapterOperation
+
+    transfer_void(livemode=payout.livemode, pending_id=payout.hold_id, id=f"{payout.pk}-void")
+    operation = AdapterOperation.objects.filter(pk=payout.operation_id).first()
+    payout.status = Payout.Status.FAILED
+    payout.failure_code = (operation.failure_code if operation else "") or "bank_refused"
+    payout.failure_reason = operation.failure_reason if operation is not None else ""
 
 
 def register_handlers() -> None:

@@ -399,3 +399,59 @@ def test_batches_over_http(api, tenants, books):
     )
     assert (malformed.status_code, error_of(malformed)["param"]) == (400, "transfers[1].amount")
     assert Transfer.objects.count() == 2
+
+
+@pytest.mark.parametrize(
+    ("params", "param"),
+    [
+        ({"metadata[order__contains]": "A"}, "metadata[order__contains]"),
+        ({"metadata[order__regex]": "("}, "metadata[order__regex]"),
+        ({"created[gte]": "0001-01-01T00:00:00+01:00"}, "created[gte]"),
+        ({"reference": "a\x00b"}, "reference"),
+        ({"account": "\x00"}, "account"),
+    ],
+)
+def test_hostile_filters_are_400s(api, tenants, books, params, param):
+    response = api.get("/v1/transfers", key=tenants["merchant"].key, params=params)
+    assert response.status_code == 400, response.content
+    assert (error_of(response)["code"], error_of(response)["param"]) == ("parameter_invalid", param)
+
+
+def test_a_past_balance_before_1970_is_a_400(api, tenants, books):
+    url = f"/v1/accounts/{books['cny']['id']}/balance"
+    response = api.get(url, key=tenants["merchant"].key, params={"at": "0001-01-01T00:00:00Z"})
+    assert (response.status_code, error_of(response)["param"]) == (400, "at")
+
+
+def test_another_tenants_transfer_id_is_no_cursor(api, tenants, books):
+    pay(
+        api,
+        tenants,
+        {
+            "id": "theirs-1",
+            "debit_account": books["equity"]["id"],
+            "credit_account": books["other"]["id"],
+            "amount": {"amount": "1.00", "currency": "CNY"},
+        },
+    )
+    fund(api, tenants, books, "1.00", id="mine-1")
+    merchant = tenants["merchant"]
+    response = api.get("/v1/transfers", key=merchant.key, params={"starting_after": "theirs-1"})
+    assert (response.status_code, error_of(response)["param"]) == (400, "starting_after")
+    response = api.get("/v1/transfers", key=merchant.key, params={"starting_after": "nope-1"})
+    assert error_of(response)["message"] == "starting_after names no transfer."
+
+
+def test_the_hubs_own_codes_are_kept(api, tenants, books):
+    response = pay(
+        api,
+        tenants,
+        {
+            "debit_account": books["equity"]["id"],
+            "credit_account": books["cny"]["id"],
+            "amount": {"amount": "1.00", "currency": "CNY"},
+            "code": "payout",
+        },
+    )
+    assert (response.status_code, error_of(response)["param"]) == (400, "code")
+    assert Transfer.objects.count() == 0

@@ -333,3 +333,36 @@ def test_a_worker_killed_mid_run_leaves_no_payout_lost_or_doubled(
     assert references == sorted(payouts)  # each once, none twice
     assert Transfer.objects.filter(type="pending").count() == 12
     assert columns(merchant_account(desk)) == (0, 1_000_00, 120_00, 0)
+
+
+def test_a_payouts_hold_is_not_resolved_by_hand(api, tenants, desk):
+    payout = request_payout(api, tenants["merchant"], desk).json()
+    for action in ("post", "void"):
+        response = api.post(
+            f"/v1/transfers/{payout['hold_transfer']}/{action}", {}, key=tenants["operator"].key
+        )
+        assert (response.status_code, error_of(response)["code"]) == (409, "transfer_managed")
+    assert columns(merchant_account(desk)) == (0, 1_000_00, 300_00, 0)
+
+
+def test_when_the_ledger_refuses_the_banks_answer_still_stands(api, tenants, desk, ctl):
+    from hub.models import OperatorTask
+    from hub.services.adapters.operations import operation_sync
+    from settlement.ledger import transfer_void
+
+    payout = request_payout(api, tenants["merchant"], desk).json()
+    payout_submit(payout_id=payout["id"])
+    # The hold is released by someone who should not have (the service, not the API).
+    transfer_void(livemode=False, pending_id=payout["hold_transfer"])
+    [at_bank] = ctl.payouts()
+    ctl.post(f"/payouts/{at_bank['id']}/complete")
+
+    operation = operation_sync(operation_id=AdapterOperation.objects.get(reference=payout["id"]).pk)
+
+    assert operation.state == "succeeded"  # what the bank said is kept
+    stored = Payout.objects.get(pk=payout["id"])
+    assert (stored.status, stored.operation_id) == ("processing", operation.pk)
+    task = OperatorTask.objects.get(kind="integrity_mismatch", status="open")
+    assert task.details["payout"] == payout["id"]
+    assert task.details["error"] == "pending_transfer_voided"
+    assert not Transfer.objects.filter(id=f"{payout['id']}-paid").exists()

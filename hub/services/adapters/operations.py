@@ -147,7 +147,6 @@ def _same_or_conflict(
     return existing, False
 
 
-@transaction.atomic(durable=True)
 def stored_request(request: OperationRequest) -> dict[str, Any]:
     """The request as the operation keeps it: a beneficiary's account number is never stored in
     clear, only masked and as a keyed hash (enough to tell a repeat from another request)."""
@@ -160,6 +159,7 @@ def stored_request(request: OperationRequest) -> dict[str, Any]:
     return body
 
 
+@transaction.atomic(durable=True)
 def _record(*, connection_id: str, request: OperationRequest) -> tuple[AdapterOperation, bool]:
     connection = AdapterConnection.objects.filter(pk=connection_id).first()
     if connection is None:
