@@ -27,7 +27,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench import BenchError
+from bench import BenchError, run_probe
 from bench.api import (
     HOST,
     Server,
@@ -67,19 +67,7 @@ def add_arguments(parser: ArgumentParser) -> None:
 
 
 def _probe(env: dict[str, str], *args: str) -> dict[str, Any]:
-    done = subprocess.run(
-        [sys.executable, "-m", "bench.adapters_probe", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if done.returncode != 0:
-        raise BenchError(
-            f"the probe failed ({done.returncode}):\n{(done.stdout + done.stderr)[-3000:]}"
-        )
-    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
-    return result
+    return run_probe("bench.adapters_probe", env, *args)
 
 
 def _ms(value: float) -> float:

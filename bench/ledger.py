@@ -23,15 +23,13 @@ import asyncio
 import json
 import os
 import shutil
-import subprocess
-import sys
 import tempfile
 from argparse import ArgumentParser
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench import BenchError
+from bench import run_probe
 from bench.api import (
     HOST,
     Server,
@@ -73,19 +71,7 @@ def add_arguments(parser: ArgumentParser) -> None:
 
 
 def _probe(env: dict[str, str], *args: str) -> dict[str, Any]:
-    done = subprocess.run(
-        [sys.executable, "-m", "bench.ledger_probe", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if done.returncode != 0:
-        raise BenchError(
-            f"the probe failed ({done.returncode}):\n{(done.stdout + done.stderr)[-3000:]}"
-        )
-    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
-    return result
+    return run_probe("bench.ledger_probe", env, *args)
 
 
 async def _rest(

@@ -20,7 +20,7 @@ from hub.models import (
 )
 from tests.factories import issue_key, make_participant
 
-pytest_plugins = ["tests.support.worker", "tests.support.receiver"]
+pytest_plugins = ["tests.support.worker", "tests.support.receiver", "tests.support.sandboxes"]
 
 
 @dataclass

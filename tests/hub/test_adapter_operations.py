@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import Any
@@ -48,7 +47,6 @@ from tests.support.adapters import (
     BANK_SIGNING_KEY,
     CLIENT_READ_TIMEOUT,
     PSP_SECRET_KEY,
-    SANDBOX_TIMEOUT,
     Control,
     adapter_counts,
     attempts,
@@ -63,25 +61,6 @@ from tests.support.adapters import (
 from tests.support.worker import wait_until
 
 State = AdapterOperation.State
-
-
-@pytest.fixture
-def bank() -> Iterator[BankSandbox]:
-    # Payouts settle only when a test says so (the control API), not on the clock.
-    with BankSandbox(
-        timeout_seconds=SANDBOX_TIMEOUT,
-        client_id=BANK_CLIENT_ID,
-        signing_key=BANK_SIGNING_KEY,
-        settle_delay_seconds=3600,
-    ) as server:
-        yield server
-
-
-@pytest.fixture
-def ctl(bank: BankSandbox) -> Iterator[Control]:
-    control = Control(bank)
-    yield control
-    control.close()
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import signal
-from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -23,34 +22,12 @@ from settlement.tasks import payouts_send_unsent_task
 from tests.conftest import Api, Tenant, error_of
 from tests.factories.ledger import columns, open_account
 from tests.support.adapters import (
-    BANK_CLIENT_ID,
-    BANK_SIGNING_KEY,
-    SANDBOX_TIMEOUT,
-    Control,
     connect,
     fast_adapters,
 )
 from tests.support.worker import wait_until
 
 NUMBER = "6217000010001234567"
-
-
-@pytest.fixture
-def bank() -> Iterator[BankSandbox]:
-    with BankSandbox(
-        timeout_seconds=SANDBOX_TIMEOUT,
-        client_id=BANK_CLIENT_ID,
-        signing_key=BANK_SIGNING_KEY,
-        settle_delay_seconds=3600,
-    ) as server:
-        yield server
-
-
-@pytest.fixture
-def ctl(bank: BankSandbox) -> Iterator[Control]:
-    control = Control(bank)
-    yield control
-    control.close()
 
 
 @pytest.fixture
