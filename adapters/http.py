@@ -165,16 +165,31 @@ _ACCOUNT_NUMBER = re.compile(
 )
 
 
+# The same in XML (ISO 20022 statements and payments): an IBAN, or another account id.
+_XML_ACCOUNT_NUMBER = re.compile(
+    r"(<(?:\w+:)?IBAN>)([^<]*)(</(?:\w+:)?IBAN>)"
+    r"|(<(?:\w+:)?Othr>\s*<(?:\w+:)?Id>)([^<]*)(</(?:\w+:)?Id>)"
+)
+
+
 def _mask_account_number(match: re.Match[str]) -> str:
     value = match.group(2)
     return match.group(1) + "****" + value[-4:] + match.group(3)
 
 
+def _mask_xml_account_number(match: re.Match[str]) -> str:
+    opening, value, closing = (
+        match.group(1, 2, 3) if match.group(1) is not None else match.group(4, 5, 6)
+    )
+    return opening + "****" + value[-4:] + closing
+
+
 def redact_text(text: str, secrets: Iterable[str]) -> str:
+    text = _ACCOUNT_NUMBER.sub(_mask_account_number, text)
+    text = _XML_ACCOUNT_NUMBER.sub(_mask_xml_account_number, text)
     for secret in secrets:
         if secret and len(secret) >= 4:
             text = text.replace(secret, REDACTED)
-    text = _ACCOUNT_NUMBER.sub(_mask_account_number, text)
     return text[:MAX_LOGGED_BODY]
 
 
@@ -270,7 +285,7 @@ class HubHttpClient:
                     request_body=body_text,
                     status_code=status,
                     response_body=redact_text(response_body, self.secrets),
-                    error=error,
+                    error=redact_text(error, self.secrets),
                     result=result,
                     duration_ms=int((time.monotonic() - clock) * 1000),  # noqa: B023
                     started_at=started,  # noqa: B023

@@ -10,6 +10,8 @@ own answer, and then inserted with one statement (COPY on PostgreSQL)."""
 from __future__ import annotations
 
 import json
+import random
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -238,7 +240,38 @@ def transfer_create(*, livemode: bool, spec: TransferSpec) -> tuple[Transfer, bo
     return _insert_one(row, spec=spec)
 
 
+def _deadlocked(exc: BaseException) -> bool:
+    """PostgreSQL broke a deadlock by failing this statement. The ledger takes account locks
+    in id order, so the one deadlock left is a transfer id sent twice at once (the same id in a
+    batch and a single transfer): the index entry and the account locks are taken in opposite
+    orders. Trying again finds the other one's transfer."""
+    return isinstance(exc.__cause__, psycopg.errors.DeadlockDetected)
+
+
+DEADLOCK_TRIES = 5
+
+
+def _race_lost() -> errors.Conflict:
+    return errors.Conflict(
+        "The same transfer id is being made by another request; send it again.",
+        code="transfer_id_race",
+    )
+
+
 def _insert_one(row: Transfer, *, spec: TransferSpec | None) -> tuple[Transfer, bool]:
+    for attempt in range(DEADLOCK_TRIES):
+        try:
+            return _insert_one_try(row)
+        except DatabaseError as exc:
+            if not _deadlocked(exc):
+                raise
+            if connection.in_atomic_block or attempt == DEADLOCK_TRIES - 1:
+                raise _race_lost() from None
+            time.sleep(random.uniform(0.001, 0.01) * (attempt + 1))
+    raise AssertionError("unreachable")
+
+
+def _insert_one_try(row: Transfer) -> tuple[Transfer, bool]:
     try:
         # Outside a transaction the insert commits by itself (one round trip); inside one, a
         # savepoint keeps the caller's transaction usable after a refusal.
@@ -250,6 +283,8 @@ def _insert_one(row: Transfer, *, spec: TransferSpec | None) -> tuple[Transfer, 
     except DatabaseError as exc:
         if _violated(exc, "transfer_id_once"):
             return _repeat(row), False
+        if _deadlocked(exc):
+            raise
         raise _refusal(exc, row) from None
     return row, True
 
@@ -567,6 +602,21 @@ class _Balance:
 def transfers_create_batch(
     *, livemode: bool, specs: Sequence[TransferSpec], atomic: bool
 ) -> list[ItemResult]:
+    """Make up to 8,000 transfers in one transaction (see ``_batch``); tried again if PostgreSQL
+    broke a deadlock with a single transfer of the same id (``_deadlocked``)."""
+    for attempt in range(DEADLOCK_TRIES):
+        try:
+            return _batch(livemode=livemode, specs=specs, atomic=atomic)
+        except DatabaseError as exc:
+            if not _deadlocked(exc):
+                raise
+            if connection.in_atomic_block or attempt == DEADLOCK_TRIES - 1:
+                raise _race_lost() from None
+            time.sleep(random.uniform(0.001, 0.01) * (attempt + 1))
+    raise AssertionError("unreachable")
+
+
+def _batch(*, livemode: bool, specs: Sequence[TransferSpec], atomic: bool) -> list[ItemResult]:
     """Make up to 8,000 transfers in one transaction, in order: ``atomic`` makes them linked
     (all or none); otherwise each item succeeds or fails on its own, seeing the balances the
     items before it left. One lock query, one insert, one balance update per account."""
@@ -757,7 +807,8 @@ def _insert_many(rows: list[tuple[Any, ...]]) -> None:
             batch_size=500,
         )
         return
-    with connection.cursor() as cursor:
+    # Django's own errors, as its cursors would raise them (the raw cursor raises psycopg's).
+    with connection.wrap_database_errors, connection.cursor() as cursor:
         raw: Any = cursor.cursor
         # Binary: the server parses no text (about a sixth less time for a batch).
         with raw.copy(

@@ -13,7 +13,14 @@ import httpx
 import pytest
 
 from adapters.errors import AdapterTimeout, CounterpartyUnavailable, HostNotAllowed, UnknownOutcome
-from adapters.http import REDACTED, AttemptRecord, ClientPolicy, HubHttpClient, MemoryBreakerStore
+from adapters.http import (
+    REDACTED,
+    AttemptRecord,
+    ClientPolicy,
+    HubHttpClient,
+    MemoryBreakerStore,
+    redact_text,
+)
 
 SECRET = "sk_live_abcdef123456"
 
@@ -334,3 +341,30 @@ def test_real_socket_success_and_loopback_refused_without_sandbox(loopback):
     )
     with pytest.raises(HostNotAllowed):
         live.send("payout_create", live.build_request("POST", url, json={}), idempotent=False)
+
+
+@pytest.mark.parametrize(
+    ("text", "logged"),
+    [
+        ('{"account_number": "6217000010001234567"}', '{"account_number": "****4567"}'),
+        ('{"creditor": {"iban":"NL26VAYB8060476890"}}', '{"creditor": {"iban":"****6890"}}'),
+        (
+            "<Acct><Id><IBAN>NL26VAYB8060476890</IBAN></Id></Acct>",
+            "<Acct><Id><IBAN>****6890</IBAN></Id></Acct>",
+        ),
+        (
+            "<CdtrAcct><Id><Othr><Id>6217000010001234567</Id></Othr></Id></CdtrAcct>",
+            "<CdtrAcct><Id><Othr><Id>****4567</Id></Othr></Id></CdtrAcct>",
+        ),
+        ("<x:IBAN>DE89370400440532013000</x:IBAN>", "<x:IBAN>****3000</x:IBAN>"),
+        ('{"amount": "6217000010001234567"}', '{"amount": "6217000010001234567"}'),
+    ],
+)
+def test_account_numbers_are_masked_in_what_is_logged(text: str, logged: str) -> None:
+    assert redact_text(text, ()) == logged
+
+
+def test_secrets_are_redacted_after_masking() -> None:
+    assert redact_text('{"account_number": "12345678"} key=sk_live_1234', ("sk_live_1234",)) == (
+        '{"account_number": "****5678"} key=[redacted]'
+    )

@@ -11,8 +11,14 @@ import pytest
 from django.db import connection
 
 from hub import errors
-from settlement.ledger import TransferSpec, transfer_create, transfers_create_batch
-from settlement.models import Account
+from settlement.ledger import (
+    TransferSpec,
+    transfer_create,
+    transfer_post,
+    transfer_void,
+    transfers_create_batch,
+)
+from settlement.models import Account, Transfer
 from tests.conftest import needs_postgres
 from tests.factories.ledger import columns, open_account, replayed
 
@@ -117,3 +123,75 @@ def test_crossing_transfers_and_batches_do_not_deadlock(tenants):
         assert columns(account) == replayed(account)
         account.refresh_from_db()
         assert account.posted == 1_000_00
+
+
+def test_posts_and_voids_racing_for_one_hold_resolve_it_once(tenants):
+    equity = open_account(Kind.EQUITY)
+    merchant = open_account()
+    other = open_account()
+    transfer_create(
+        livemode=False,
+        spec=TransferSpec(
+            debit_account_id=equity.pk, credit_account_id=merchant.pk, amount=50_00, currency="CNY"
+        ),
+    )
+    hold, _ = transfer_create(
+        livemode=False,
+        spec=TransferSpec(
+            debit_account_id=merchant.pk,
+            credit_account_id=other.pk,
+            amount=30_00,
+            currency="CNY",
+            pending=True,
+        ),
+    )
+
+    def resolve(index: int) -> str:
+        if index % 2:
+            transfer_post(livemode=False, pending_id=hold.id, amount=20_00)
+            return "posted"
+        transfer_void(livemode=False, pending_id=hold.id)
+        return "voided"
+
+    outcomes = run_together(16, resolve)
+
+    winners = [o for o in outcomes if o in ("posted", "voided")]
+    assert len(winners) == 1
+    losers = set(outcomes) - {winners[0]}
+    assert losers <= {"pending_transfer_posted", "pending_transfer_voided"}
+    assert Transfer.objects.filter(pending=hold).count() == 1
+    if winners == ["posted"]:
+        assert columns(merchant) == (20_00, 50_00, 0, 0)
+    else:
+        assert columns(merchant) == (0, 50_00, 0, 0)
+    for account in (equity, merchant, other):
+        assert columns(account) == replayed(account)
+
+
+def test_a_batch_and_single_transfers_with_the_same_ids_make_each_once(tenants):
+    equity = open_account(Kind.EQUITY)
+    merchant = open_account()
+    specs = [
+        TransferSpec(
+            id=f"same-{n}",
+            debit_account_id=equity.pk,
+            credit_account_id=merchant.pk,
+            amount=1_00,
+            currency="CNY",
+        )
+        for n in range(20)
+    ]
+
+    def make(index: int) -> str:
+        if index % 2:
+            transfers_create_batch(livemode=False, atomic=True, specs=specs)
+        else:
+            for spec in specs:
+                transfer_create(livemode=False, spec=spec)
+        return "ok"
+
+    outcomes = run_together(8, make)
+
+    assert set(outcomes) <= {"ok", "transfer_id_race"}
+    assert Transfer.objects.filter(id__startswith="same-").count() == 20
+    assert columns(merchant) == (0, 20_00, 0, 0)
