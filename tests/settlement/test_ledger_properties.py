@@ -1,5 +1,5 @@
-"""Property tests: any sequence of transfers, holds, posts, voids and expiries keeps the ledger's
-invariants, and a refused step changes nothing."""
+"""Property tests: any sequence of transfers, holds, posts, voids, expiries and batches (atomic
+or item by item) keeps the ledger's invariants, and a refused step changes nothing."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from settlement.ledger import (
     transfer_create,
     transfer_post,
     transfer_void,
+    transfers_create_batch,
 )
 from settlement.models import Account, Transfer
 from tests.factories.ledger import columns, open_account, replayed
@@ -48,7 +49,8 @@ resolutions = st.tuples(
     st.sampled_from(["post", "void"]), st.integers(0, 20), st.none() | st.integers(1, 5_000)
 )
 waits = st.tuples(st.just("wait"), st.integers(1, 400))
-steps = st.lists(st.one_of(moves, moves, resolutions, waits), min_size=1, max_size=25)
+batches = st.tuples(st.just("batch"), st.booleans(), st.lists(moves, min_size=1, max_size=6))
+steps = st.lists(st.one_of(moves, moves, resolutions, waits, batches), min_size=1, max_size=25)
 
 
 class Clock:
@@ -103,6 +105,27 @@ def test_any_sequence_keeps_the_ledgers_invariants(plan, monkeypatch):
                 elif step[0] == "wait":
                     clock.now += timedelta(seconds=step[1])
                     holds_expire_due()
+                elif step[0] == "batch":
+                    _, atomic, items = step
+                    specs = [
+                        TransferSpec(
+                            debit_account_id=accounts[d].pk,
+                            credit_account_id=accounts[c].pk,
+                            amount=amount,
+                            currency=accounts[d].currency,
+                            pending=pending,
+                            timeout_seconds=timeout if pending else None,
+                        )
+                        for _, d, c, amount, pending, timeout in items
+                    ]
+                    results = transfers_create_batch(livemode=False, atomic=atomic, specs=specs)
+                    made = [r for r in results if r.status == "created"]
+                    # Exactly the items answered "created" were made, and nothing else.
+                    assert Transfer.objects.count() == before[1] + len(made)
+                    for result in made:
+                        made_transfer = Transfer.objects.get(id=result.id)
+                        if made_transfer.type == "pending":
+                            holds.append(made_transfer)
             except errors.HubError:
                 # A refusal changes nothing at all.
                 assert ([columns(a) for a in accounts], Transfer.objects.count()) == before
