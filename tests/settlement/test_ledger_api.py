@@ -455,3 +455,33 @@ def test_the_hubs_own_codes_are_kept(api, tenants, books):
     )
     assert (response.status_code, error_of(response)["param"]) == (400, "code")
     assert Transfer.objects.count() == 0
+
+
+@pytest.mark.parametrize(
+    ("body", "code", "param"),
+    [
+        ({}, "parameter_missing", "debit_account"),
+        ({"debit_account": "acct_x", "credit_account": "acct_y"}, "parameter_missing", "amount"),
+        ([], "invalid_json", None),
+        ({"debit_account": 5}, "parameter_invalid", "debit_account"),
+    ],
+)
+def test_malformed_transfers_answer_the_same_every_time(api, tenants, body, code, param):
+    # Validation keeps one serializer per thread: a bad request must not leave anything behind
+    # for the next one.
+    for _ in range(2):
+        response = pay(api, tenants, body)
+        assert response.status_code == 400, response.content
+        assert (error_of(response)["code"], error_of(response)["param"]) == (code, param)
+    good = pay(
+        api,
+        tenants,
+        {
+            "debit_account": opened(api, tenants["operator"], currency="CNY", kind="equity")["id"],
+            "credit_account": opened(
+                api, tenants["merchant"], currency="CNY", kind="merchant_settlement"
+            )["id"],
+            "amount": {"amount": "1.00", "currency": "CNY"},
+        },
+    )
+    assert good.status_code == 201, good.content
