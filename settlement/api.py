@@ -14,7 +14,14 @@ from rest_framework.response import Response
 
 from hub import errors
 from hub.api.base import HubAPIView
-from hub.api.pagination import LIST_PARAMETERS, choice_param, limit_param, list_body, paginate
+from hub.api.pagination import (
+    LIST_PARAMETERS,
+    choice_param,
+    limit_param,
+    list_body,
+    page,
+    paginate,
+)
 from hub.api.permissions import Rule
 from hub.api.serializers import (
     MetadataField,
@@ -458,20 +465,13 @@ def _paginate_transfers(request: Request, queryset: Any) -> tuple[list[Transfer]
             )
         return seq
 
-    after, before = position("starting_after"), position("ending_before")
-    if after is not None and before is not None:
-        raise errors.InvalidRequest(
-            "Use starting_after or ending_before, not both.",
-            code="parameter_invalid",
-            param="ending_before",
-        )
-    if before is not None:
-        rows = list(queryset.filter(seq__gt=before).order_by("seq")[: limit + 1])
-        return list(reversed(rows[:limit])), len(rows) > limit
-    if after is not None:
-        queryset = queryset.filter(seq__lt=after)
-    rows = list(queryset.order_by("-seq")[: limit + 1])
-    return rows[:limit], len(rows) > limit
+    return page(
+        queryset,
+        limit=limit,
+        after=position("starting_after"),
+        before=position("ending_before"),
+        field="seq",
+    )
 
 
 class TransferDetailView(HubAPIView):

@@ -24,7 +24,7 @@ from rest_framework.response import Response
 
 from hub import errors
 from hub.api.base import HubAPIView
-from hub.api.pagination import LIST_PARAMETERS, choice_param, limit_param, list_body, paginate
+from hub.api.pagination import LIST_PARAMETERS, choice_param, limit_param, list_body, page, paginate
 from hub.api.parsers import StrictJSONParser
 from hub.api.permissions import Rule
 from hub.api.serializers import (
@@ -587,22 +587,13 @@ class BankStatementDetailView(HubAPIView):
 def _paginate_in_order(request: Request, queryset: Any) -> tuple[list[Any], bool]:
     """Pages in the statement's own order (line ids are made in entry order), with the same
     parameters as every list."""
-    limit = limit_param(request)
-    after = _line_cursor(request, "starting_after")
-    before = _line_cursor(request, "ending_before")
-    if after and before:
-        raise errors.InvalidRequest(
-            "Use starting_after or ending_before, not both.",
-            code="parameter_invalid",
-            param="ending_before",
-        )
-    if before:
-        rows = list(queryset.filter(pk__lt=before).order_by("-pk")[: limit + 1])
-        return list(reversed(rows[:limit])), len(rows) > limit
-    if after:
-        queryset = queryset.filter(pk__gt=after)
-    rows = list(queryset.order_by("pk")[: limit + 1])
-    return rows[:limit], len(rows) > limit
+    return page(
+        queryset,
+        limit=limit_param(request),
+        after=_line_cursor(request, "starting_after"),
+        before=_line_cursor(request, "ending_before"),
+        newest_first=False,
+    )
 
 
 def _line_cursor(request: Request, name: str) -> str | None:

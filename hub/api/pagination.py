@@ -51,22 +51,40 @@ def _cursor(request: Request, name: str) -> str | None:
 
 def paginate(request: Request, queryset: QuerySet[Any]) -> tuple[list[Any], bool]:
     """One page of ``queryset`` (ordered by id, newest first) and whether more lie beyond it."""
-    limit = limit_param(request)
-    after = _cursor(request, "starting_after")
-    before = _cursor(request, "ending_before")
-    if after and before:
+    return page(
+        queryset,
+        limit=limit_param(request),
+        after=_cursor(request, "starting_after"),
+        before=_cursor(request, "ending_before"),
+    )
+
+
+def page(
+    queryset: QuerySet[Any],
+    *,
+    limit: int,
+    after: object | None,
+    before: object | None,
+    field: str = "pk",
+    newest_first: bool = True,
+) -> tuple[list[Any], bool]:
+    """One page of ``queryset`` in the order of ``field``, after or before the positions the
+    cursors were turned into, and whether more lie beyond it."""
+    if after is not None and before is not None:
         raise errors.InvalidRequest(
             "Use starting_after or ending_before, not both.",
             code="parameter_invalid",
             param="ending_before",
         )
-    if before:
-        rows = list(queryset.filter(pk__gt=before).order_by("pk")[: limit + 1])
-        has_more = len(rows) > limit
-        return list(reversed(rows[:limit])), has_more
-    if after:
-        queryset = queryset.filter(pk__lt=after)
-    rows = list(queryset.order_by("-pk")[: limit + 1])
+    onward, back = ("lt", "gt") if newest_first else ("gt", "lt")
+    order = f"-{field}" if newest_first else field
+    if before is not None:
+        reverse = field if newest_first else f"-{field}"
+        rows = list(queryset.filter(**{f"{field}__{back}": before}).order_by(reverse)[: limit + 1])
+        return list(reversed(rows[:limit])), len(rows) > limit
+    if after is not None:
+        queryset = queryset.filter(**{f"{field}__{onward}": after})
+    rows = list(queryset.order_by(order)[: limit + 1])
     return rows[:limit], len(rows) > limit
 
 
