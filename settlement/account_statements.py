@@ -32,7 +32,7 @@ from openpyxl.utils import get_column_letter
 from hub import errors
 from hub.money import currency_exponent, format_amount
 from settlement.ledger import Balances, account_balances_at
-from settlement.models import Account, Transfer
+from settlement.models import Account, Transfer, on_normal_side
 
 Type = Transfer.Type
 
@@ -180,22 +180,24 @@ class StatementBalances:
 
     @property
     def posted(self) -> int:
-        if self.normal_balance == "debit":
-            return self.debits_posted - self.credits_posted
-        return self.credits_posted - self.debits_posted
+        return self._on_normal_side()[0]
 
     @property
     def pending(self) -> int:
-        if self.normal_balance == "debit":
-            return self.debits_pending - self.credits_pending
-        return self.credits_pending - self.debits_pending
+        return self._on_normal_side()[1]
 
     @property
     def available(self) -> int:
-        # What outgoing holds reserve counts against it; what incoming holds promise does not.
-        if self.normal_balance == "debit":
-            return self.posted - self.credits_pending
-        return self.posted - self.debits_pending
+        return self._on_normal_side()[2]
+
+    def _on_normal_side(self) -> tuple[int, int, int]:
+        return on_normal_side(
+            self.normal_balance,
+            self.debits_posted,
+            self.credits_posted,
+            self.debits_pending,
+            self.credits_pending,
+        )
 
     @classmethod
     def of(cls, normal_balance: str, b: Balances) -> StatementBalances:

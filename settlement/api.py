@@ -45,7 +45,7 @@ from settlement.ledger import (
     transfer_void,
     transfers_create_batch,
 )
-from settlement.models import Account, Transfer
+from settlement.models import Account, Transfer, on_normal_side
 from settlement.selectors import account_get, accounts_visible, transfer_get, transfers_visible
 
 # Every role but the regulator, which audits receipts, not the hub's books.
@@ -75,10 +75,7 @@ def balances(account: Account, columns: tuple[int, int, int, int] | None = None)
         account.debits_pending,
         account.credits_pending,
     )
-    if account.normal_balance == "debit":
-        posted, pending, available = dp - cp, dpe - cpe, dp - cp - cpe
-    else:
-        posted, pending, available = cp - dp, cpe - dpe, cp - dp - dpe
+    posted, pending, available = on_normal_side(account.normal_balance, dp, cp, dpe, cpe)
     currency = account.currency
     return {
         "currency": currency,

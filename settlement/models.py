@@ -103,23 +103,43 @@ class Account(models.Model):
 
     @property
     def posted(self) -> int:
-        if self.normal_balance == "debit":
-            return self.debits_posted - self.credits_posted
-        return self.credits_posted - self.debits_posted
+        return self._on_normal_side()[0]
 
     @property
     def pending(self) -> int:
         """What pending transfers would add to the posted balance if all were posted."""
-        if self.normal_balance == "debit":
-            return self.debits_pending - self.credits_pending
-        return self.credits_pending - self.debits_pending
+        return self._on_normal_side()[1]
 
     @property
     def available(self) -> int:
         """Posted, less what pending transfers hold against it (incoming ones do not count)."""
-        if self.normal_balance == "debit":
-            return self.debits_posted - self.credits_posted - self.credits_pending
-        return self.credits_posted - self.debits_posted - self.debits_pending
+        return self._on_normal_side()[2]
+
+    def _on_normal_side(self) -> tuple[int, int, int]:
+        return on_normal_side(
+            self.normal_balance,
+            self.debits_posted,
+            self.credits_posted,
+            self.debits_pending,
+            self.credits_pending,
+        )
+
+
+def on_normal_side(
+    normal_balance: str,
+    debits_posted: int,
+    credits_posted: int,
+    debits_pending: int,
+    credits_pending: int,
+) -> tuple[int, int, int]:
+    """(posted, pending, available) of an account's four columns, on its normal side: what the
+    pending transfers hold against it counts against what is available, what they would bring
+    in does not."""
+    if normal_balance == "debit":
+        posted = debits_posted - credits_posted
+        return posted, debits_pending - credits_pending, posted - credits_pending
+    posted = credits_posted - debits_posted
+    return posted, credits_pending - debits_pending, posted - debits_pending
 
 
 class Transfer(models.Model):
