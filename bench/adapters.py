@@ -18,28 +18,14 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 from argparse import ArgumentParser
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from bench import BenchError, run_probe
-from bench.api import (
-    HOST,
-    Server,
-    _redacted,
-    _run_hub,
-    bench_database_url,
-    drop_database,
-    free_port,
-    recreate_database,
-    start_server,
-    wait_healthy,
-)
+from bench.api import HOST, scratch_hub
 from bench.loadgen import PhaseResult, encode_request, percentile, run_phase
 
 HELP = "hub overhead per outbound call; inbound notification ingestion (PostgreSQL)"
@@ -127,57 +113,24 @@ def run(options: dict[str, Any], log: Log) -> dict[str, Any]:
     clients = int(options.get("clients") or 16)
     workers = int(options.get("workers") or 4)
     apply_threads = int(options.get("apply_threads") or 4)
-    url = bench_database_url(str(options.get("database") or DATABASE))
-    log(f"database: {_redacted(url)} (dropped and recreated)")
-    recreate_database(url)
-    data_dir = Path(tempfile.mkdtemp(prefix="hub-bench-adapters-"))
-    env = {
-        **os.environ,
-        "DATABASE_URL": url,
-        "HUB_DATA_DIR": str(data_dir),
-        "HUB_CELERY_QUEUE": "hub-bench",
-        "CELERY_BROKER_URL": "",
-        "HUB_LOG_LEVEL": "WARNING",
-    }
-    server: Server | None = None
-    try:
-        _run_hub(env, "migrate", "--verbosity", "0")
+    with scratch_hub(options, database=DATABASE, name="adapters", log=log) as hub:
+        env = hub.env
         log(f"outbound: {calls} payout submits and {calls} syncs against the bank sandbox")
         outbound = _probe(env, "outbound", str(calls))
         spare = WARMUP_NOTIFICATIONS
         log(f"inbound: seeding {count} + {spare} pending payins and their signed notifications")
-        notes_file = data_dir / "notifications.jsonl"
+        notes_file = hub.data_dir / "notifications.jsonl"
         seeded = _probe(env, "seed-inbound", str(count + spare), str(notes_file))
         notifications = [json.loads(line) for line in notes_file.read_text().splitlines()]
-        port = free_port()
-        server = start_server(
-            env,
-            port=port,
-            worker_class="sync",
-            workers=workers,
-            threads=1,
-            worker=False,
-            log=data_dir / "serve.log",
-        )
-        wait_healthy(server)
+        port = hub.serve(workers=workers)
         log(f"server: hub serve on {HOST}:{port}, gunicorn sync {workers} workers")
         base, ingest = asyncio.run(
             _ingest(port, clients, str(seeded["connection"]), notifications, measured=count)
         )
-        server.stop()
-        server = None
+        hub.stop_serving()
         log(f"apply: every received notification, {apply_threads} at a time")
         applying = _probe(env, "apply", str(apply_threads))
         applied = _count_applied(env)
-    finally:
-        if server is not None:
-            server.stop()
-        if not options.get("keep_database"):
-            try:
-                drop_database(url)
-            except Exception as exc:
-                log(f"could not drop the database: {exc}")
-        shutil.rmtree(data_dir, ignore_errors=True)
     base_sorted, ingest_sorted = base.all_sorted(), ingest.all_sorted()
     ingest_p99 = percentile(ingest_sorted, 99)
     return {

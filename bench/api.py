@@ -41,7 +41,8 @@ import tempfile
 import time
 import zlib
 from argparse import ArgumentParser
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -374,6 +375,70 @@ def wait_healthy(server: Server, timeout: float = 90) -> None:
     raise BenchError(
         f"`hub serve` did not answer /v1/health in {timeout:.0f} s:\n{_tail(server.log)}"
     )
+
+
+class ScratchHub:
+    """A hub of a benchmark's own: a freshly migrated database (``hub_bench...``), a private
+    data directory and Celery queue, and, when asked, `hub serve` on a free port."""
+
+    def __init__(self, url: str, version: str, data_dir: Path) -> None:
+        self.url = url
+        self.version = version
+        self.data_dir = data_dir
+        self.env = {
+            **os.environ,
+            "DATABASE_URL": url,
+            "HUB_DATA_DIR": str(data_dir),
+            "HUB_CELERY_QUEUE": "hub-bench",
+            "CELERY_BROKER_URL": "",
+            "HUB_LOG_LEVEL": "WARNING",
+        }
+        self.server: Server | None = None
+
+    def serve(self, *, workers: int) -> int:
+        """`hub serve` with sync workers and nothing else (no Celery worker, no sandbox
+        institutions); returns its port once it answers."""
+        server = start_server(
+            self.env,
+            port=free_port(),
+            worker_class="sync",
+            workers=workers,
+            threads=1,
+            worker=False,
+            log=self.data_dir / "serve.log",
+            sandbox=False,
+        )
+        self.server = server
+        wait_healthy(server)
+        return server.port
+
+    def stop_serving(self) -> None:
+        if self.server is not None:
+            self.server.stop()
+            self.server = None
+
+
+@contextmanager
+def scratch_hub(
+    options: dict[str, Any], *, database: str, name: str, log: Callable[[str], None]
+) -> Iterator[ScratchHub]:
+    """A :class:`ScratchHub` for the length of a ``with``; its server stopped, its database
+    dropped (unless ``--keep-database``) and its directory removed afterwards."""
+    url = bench_database_url(str(options.get("database") or database))
+    log(f"database: {_redacted(url)} (dropped and recreated)")
+    version = recreate_database(url)
+    hub = ScratchHub(url, version, Path(tempfile.mkdtemp(prefix=f"hub-bench-{name}-")))
+    try:
+        _run_hub(hub.env, "migrate", "--verbosity", "0")
+        yield hub
+    finally:
+        hub.stop_serving()
+        if not options.get("keep_database"):
+            try:
+                drop_database(url)
+            except Exception as exc:
+                log(f"could not drop the database: {exc}")
+        shutil.rmtree(hub.data_dir, ignore_errors=True)
 
 
 def call(

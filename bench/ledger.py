@@ -22,26 +22,12 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import shutil
-import tempfile
 from argparse import ArgumentParser
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from bench import run_probe
-from bench.api import (
-    HOST,
-    Server,
-    _redacted,
-    _run_hub,
-    bench_database_url,
-    drop_database,
-    free_port,
-    recreate_database,
-    start_server,
-    wait_healthy,
-)
+from bench.api import HOST, scratch_hub
 from bench.loadgen import encode_request, percentile, run_phase
 
 HELP = "ledger transfers per second: batches, single, hot account, REST (PostgreSQL)"
@@ -141,23 +127,10 @@ def run(options: dict[str, Any], log: Log) -> dict[str, Any]:
     threads = int(options.get("threads") or 16)
     rest_seconds = 1.0 if smoke else float(options.get("rest_seconds") or 10.0)
     workers = int(options.get("workers") or 3)
-    url = bench_database_url(str(options.get("database") or DATABASE))
-    log(f"database: {_redacted(url)} (dropped and recreated)")
-    version = recreate_database(url)
-    data_dir = Path(tempfile.mkdtemp(prefix="hub-bench-ledger-"))
-    env = {
-        **os.environ,
-        "DATABASE_URL": url,
-        "HUB_DATA_DIR": str(data_dir),
-        "HUB_CELERY_QUEUE": "hub-bench",
-        "CELERY_BROKER_URL": "",
-        "HUB_LOG_LEVEL": "WARNING",
-    }
     result: dict[str, Any] = {"bench": "ledger"}
     loadavg_before = list(os.getloadavg())
-    server: Server | None = None
-    try:
-        _run_hub(env, "migrate", "--verbosity", "0")
+    with scratch_hub(options, database=DATABASE, name="ledger", log=log) as hub:
+        env = hub.env
         log(f"setup: {accounts} funded merchant accounts")
         setup = _probe(env, "setup", str(accounts))
         log(f"batch: {batches} x {batch_size}, then the same rows by COPY")
@@ -167,31 +140,13 @@ def run(options: dict[str, Any], log: Log) -> dict[str, Any]:
         log(f"hot account: {singles} transfers from {threads} threads, one credit account")
         result.update(_probe(env, "hot", str(threads), str(singles)))
         rest_setup = _probe(env, "rest-setup", str(threads * 64))
-        port = free_port()
-        server = start_server(
-            env,
-            port=port,
-            worker_class="sync",
-            workers=workers,
-            threads=1,
-            worker=False,
-            log=data_dir / "serve.log",
-        )
-        wait_healthy(server)
+        port = hub.serve(workers=workers)
         log(f"rest: POST /v1/transfers, {threads} clients, {rest_seconds} s")
         result.update(
             asyncio.run(_rest(port, threads, rest_seconds, rest_setup["key"], rest_setup["pairs"]))
         )
         result["accounts"] = setup["accounts"]
-    finally:
-        if server is not None:
-            server.stop()
-        if not options.get("keep_database"):
-            try:
-                drop_database(url)
-            except Exception as exc:
-                log(f"could not drop the database: {exc}")
-        shutil.rmtree(data_dir, ignore_errors=True)
+        version = hub.version
     result["hot_vs_single"] = round(
         result["hot_account_transfers_per_s"] / result["single_transfers_per_s"], 3
     )
