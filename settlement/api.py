@@ -507,8 +507,6 @@ class TransferPostView(HubAPIView):
                 code="currency_mismatch",
                 param="amount.currency",
             )
-        if values.get("id") is not None:
-            check_transfer_id(values["id"])
         transfer, created = transfer_post(
             livemode=self.actor.livemode,
             pending_id=pending.id,
@@ -536,8 +534,6 @@ class TransferVoidView(HubAPIView):
         values = dict(data.validated_data)
         pending = transfer_get(actor=self.actor, transfer_id=transfer_id)
         _refuse_managed(pending)
-        if values.get("id") is not None:
-            check_transfer_id(values["id"])
         transfer, created = transfer_void(
             livemode=self.actor.livemode,
             pending_id=pending.id,

@@ -485,6 +485,8 @@ def transfer_void(
     reference: str = "",
     metadata: Mapping[str, str] | None = None,
 ) -> tuple[Transfer, bool]:
+    if id is not None:
+        check_transfer_id(id)
     pending = _pending(livemode, pending_id)
     return _resolve(
         pending, Type.VOID, pending.amount, id=id, reference=reference, metadata=metadata
@@ -652,6 +654,8 @@ def _batch(*, livemode: bool, specs: Sequence[TransferSpec], atomic: bool) -> li
         seen: set[str] = set()
         for index, (spec, transfer_id) in enumerate(zip(specs, ids, strict=True)):
             try:
+                if spec.id is not None:
+                    check_transfer_id(spec.id)
                 if transfer_id in seen:
                     raise errors.InvalidRequest(
                         "The id appears twice in the batch.", code="id_repeated", param="id"

@@ -493,3 +493,19 @@ def test_per_currency_debits_equal_credits(books):
             " sum(debits_pending) - sum(credits_pending) FROM settlement_account GROUP BY currency"
         )
         assert sorted(cursor.fetchall()) == [("CNY", 0, 0), ("KRW", 0, 0)]
+
+
+def test_a_batch_item_with_an_id_that_cannot_be_one_fails_alone(books):
+    results = transfers_create_batch(
+        livemode=False,
+        atomic=False,
+        specs=[
+            spec(books["equity"], books["alice"], 1_00, id="has space"),
+            spec(books["equity"], books["alice"], 2_00, id="fine-1"),
+        ],
+    )
+    assert [(r.status, r.error and (r.error.code, r.error.param)) for r in results] == [
+        ("failed", ("parameter_invalid", "id")),
+        ("created", None),
+    ]
+    assert columns(books["alice"]) == (0, 2_00, 0, 0)
