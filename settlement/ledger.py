@@ -237,7 +237,7 @@ def transfer_create(*, livemode: bool, spec: TransferSpec) -> tuple[Transfer, bo
         now=timezone.now(),
         corrects_seq=_corrected_seq(livemode, spec.corrects),
     )
-    return _insert_one(row, spec=spec)
+    return _insert_one(row)
 
 
 def _deadlocked(exc: BaseException) -> bool:
@@ -258,7 +258,7 @@ def _race_lost() -> errors.Conflict:
     )
 
 
-def _insert_one(row: Transfer, *, spec: TransferSpec | None) -> tuple[Transfer, bool]:
+def _insert_one(row: Transfer) -> tuple[Transfer, bool]:
     for attempt in range(DEADLOCK_TRIES):
         try:
             return _insert_one_try(row)
@@ -527,7 +527,7 @@ def _resolve(
         and not Transfer.objects.filter(pending=pending, type__in=Transfer.RESOLUTIONS).exists()
     ):
         raise errors.Conflict("The pending transfer has expired.", code="pending_transfer_expired")
-    return _insert_one(row, spec=None)
+    return _insert_one(row)
 
 
 def holds_expire_due(*, now: datetime | None = None, limit: int = 1000) -> int:

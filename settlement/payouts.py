@@ -29,7 +29,7 @@ from adapters.registry import get_adapter
 from hub import errors
 from hub.crypto import decrypt, encrypt, keyed_hash
 from hub.jobs import enqueue_after_commit
-from hub.models import AdapterConnection, Event, Participant, Role
+from hub.models import AdapterConnection, AdapterOperation, Event, OperatorTask, Participant, Role
 from hub.money import check_currency
 from hub.principal import Principal
 from hub.services.adapters.operations import operation_submit
@@ -395,8 +395,6 @@ def _on_operation(event: Event) -> None:
                 _refused(payout)
     except errors.HubError as exc:
         logger.error("payout %s: the ledger refused the bank's answer: %s", payout.pk, exc)
-        from hub.models import OperatorTask
-
         OperatorTask.objects.get_or_create(
             operation_id=payout.operation_id,
             kind=OperatorTask.Kind.INTEGRITY_MISMATCH,
@@ -443,8 +441,6 @@ def _paid(payout: Payout, clearing: Account, cash: Account) -> None:
 
 
 def _refused(payout: Payout) -> None:
-    from hub.models import AdapterOperation
-
     transfer_void(livemode=payout.livemode, pending_id=payout.hold_id, id=f"{payout.pk}-void")
     operation = AdapterOperation.objects.filter(pk=payout.operation_id).first()
     payout.status = Payout.Status.FAILED
