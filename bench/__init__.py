@@ -21,6 +21,7 @@ BENCHMARKS: dict[str, str] = {
     "adapters": "bench.adapters",
     "ledger": "bench.ledger",
     "reconcile": "bench.reconcile",
+    "settle": "bench.settle",
 }
 
 

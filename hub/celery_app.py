@@ -45,3 +45,13 @@ def _schedule(sender: Celery, **kwargs: object) -> None:
         sender.signature("hub.payouts_send_unsent"),
         name="payouts sweep",
     )
+    sender.add_periodic_task(
+        settings.HUB["PAYOUTS_SWEEP_SECONDS"],
+        sender.signature("hub.refunds_send_unsent"),
+        name="refunds sweep",
+    )
+    sender.add_periodic_task(
+        settings.HUB["SETTLEMENT_RUNS_SECONDS"],
+        sender.signature("hub.settlement_runs"),
+        name="settlement runs",
+    )

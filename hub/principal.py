@@ -74,5 +74,18 @@ ROLE_SCOPES[Role.OPERATOR] = ROLE_SCOPES[Role.OPERATOR] | {
     "reconciliation:read",
     "reconciliation:write",
 }
+# Payins: a merchant takes payments and refunds them; the payment institution sees the payins it
+# collects and its settlement runs; the operator sets fees and runs settlements.
+ROLE_SCOPES[Role.MERCHANT] = ROLE_SCOPES[Role.MERCHANT] | {"payins:read", "payins:write"}
+ROLE_SCOPES[Role.PAYMENT_INSTITUTION] = ROLE_SCOPES[Role.PAYMENT_INSTITUTION] | {
+    "payins:read",
+    "settlement_runs:read",
+}
+ROLE_SCOPES[Role.OPERATOR] = ROLE_SCOPES[Role.OPERATOR] | {
+    "payins:read",
+    "payins:write",
+    "settlement_runs:read",
+    "settlement_runs:write",
+}
 # A regulator never writes data; it may still look after its own keys.
 ROLE_SCOPES[Role.REGULATOR] = READ_SCOPES | {"api_keys:write"}

@@ -241,6 +241,14 @@ HUB = {
     "LEDGER_EXPIRE_SECONDS": float(os.environ.get("HUB_LEDGER_EXPIRE_SECONDS", "10")),
     # How often beat sends payouts whose own task was lost.
     "PAYOUTS_SWEEP_SECONDS": float(os.environ.get("HUB_PAYOUTS_SWEEP_SECONDS", "30")),
+    # Settlement runs: each institution's business day ends at this local time (its time zone
+    # follows its country: Asia/Shanghai or Asia/Seoul); beat starts the day's run after it.
+    "SETTLEMENT_CUTOFF": os.environ.get("HUB_SETTLEMENT_CUTOFF", "23:00"),
+    "SETTLEMENT_RUNS_SECONDS": float(os.environ.get("HUB_SETTLEMENT_RUNS_SECONDS", "60")),
+    # Payins settled per transaction, and how long a worker holds a run it executes (a worker
+    # that dies leaves it to another after this).
+    "SETTLEMENT_RUN_CHUNK": int(os.environ.get("HUB_SETTLEMENT_RUN_CHUNK", "200")),
+    "SETTLEMENT_RUN_LEASE_SECONDS": float(os.environ.get("HUB_SETTLEMENT_RUN_LEASE", "60")),
     "INBOUND_NUDGE_SECONDS": float(os.environ.get("HUB_INBOUND_NUDGE_SECONDS", "0.2")),
     "INBOUND_APPLY_SECONDS": float(os.environ.get("HUB_INBOUND_APPLY_SECONDS", "5")),
     # Seconds before each new attempt at a notification whose application failed; when they

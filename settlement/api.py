@@ -326,13 +326,14 @@ class TransferIn(StrictSerializer):
 
 
 # Transfers the hub makes for its own objects: their holds are settled by those objects only.
-RESERVED_CODES = frozenset({"payout"})
+RESERVED_CODES = frozenset({"payout", "payin", "refund"})
 
 
 def _refuse_managed(pending: Transfer) -> None:
     if pending.code in RESERVED_CODES:
         raise errors.Conflict(
-            f"This hold belongs to {pending.reference}; the bank's answer settles it.",
+            f"This hold belongs to {pending.reference}; the institution's answer or its "
+            "settlement run settles it.",
             code="transfer_managed",
         )
 

@@ -8,6 +8,7 @@ class SettlementConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from settlement.payouts import register_handlers
+        from settlement import payins, payouts
 
-        register_handlers()
+        payouts.register_handlers()
+        payins.register_handlers()

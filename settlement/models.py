@@ -253,5 +253,6 @@ class Transfer(models.Model):
         ]
 
 
+from settlement.models_payins import *  # noqa: E402,F403
 from settlement.models_payouts import *  # noqa: E402,F403
 from settlement.models_statements import *  # noqa: E402,F403

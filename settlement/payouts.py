@@ -19,8 +19,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from datetime import timedelta
+from typing import Any
 
 from django.db import IntegrityError, transaction
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from adapters.interface import Amount, BankAccount, PayoutRequest
@@ -338,16 +340,19 @@ def payout_submit(*, payout_id: str) -> str:
     return operation.state
 
 
-def payouts_unsent(*, limit: int = 500) -> list[str]:
-    """Processing payouts never sent (their task was lost), oldest first."""
+def unsent(queryset: QuerySet[Any], *, limit: int) -> list[str]:
+    """The ids of ``queryset``'s objects (payouts, refunds) still ``processing`` and never sent
+    to their institution some time after they were made (their task was lost), oldest first."""
     before = timezone.now() - timedelta(seconds=UNSENT_GRACE_SECONDS)
     return list(
-        Payout.objects.filter(
-            status=Payout.Status.PROCESSING, operation__isnull=True, created_at__lte=before
-        )
+        queryset.filter(status="processing", operation__isnull=True, created_at__lte=before)
         .order_by("created_at")
         .values_list("pk", flat=True)[:limit]
     )
+
+
+def payouts_unsent(*, limit: int = 500) -> list[str]:
+    return unsent(Payout.objects.all(), limit=limit)
 
 
 def _on_operation(event: Event) -> None:

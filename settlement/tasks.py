@@ -5,7 +5,13 @@ from __future__ import annotations
 from celery import shared_task
 
 from settlement.ledger import holds_expire_due
+from settlement.payins import refund_submit, refunds_unsent
 from settlement.payouts import payout_submit, payouts_unsent
+from settlement.runs import (
+    settlement_run_execute,
+    settlement_runs_stalled,
+    settlement_runs_start_due,
+)
 
 
 @shared_task(name="hub.ledger_expire_holds")
@@ -31,3 +37,33 @@ def payouts_send_unsent_task() -> int:
     for payout_id in unsent:
         payout_submit_task.apply_async(kwargs={"payout_id": payout_id})
     return len(unsent)
+
+
+@shared_task(name="hub.refund_submit")
+def refund_submit_task(*, refund_id: str) -> str:
+    return refund_submit(refund_id=refund_id)
+
+
+@shared_task(name="hub.refunds_send_unsent")
+def refunds_send_unsent_task() -> int:
+    """Send every refund whose own task was lost."""
+    unsent = refunds_unsent()
+    for refund_id in unsent:
+        refund_submit_task.apply_async(kwargs={"refund_id": refund_id})
+    return len(unsent)
+
+
+@shared_task(name="hub.settlement_run_execute")
+def settlement_run_execute_task(*, run_id: str) -> str:
+    return settlement_run_execute(run_id=run_id)
+
+
+@shared_task(name="hub.settlement_runs")
+def settlement_runs_task() -> dict[str, int]:
+    """Start the runs of the business days that closed, and take over the runs whose worker
+    died (their lease ran out)."""
+    started = settlement_runs_start_due()
+    stalled = [run_id for run_id in settlement_runs_stalled() if run_id not in started]
+    for run_id in stalled:
+        settlement_run_execute_task.apply_async(kwargs={"run_id": run_id})
+    return {"started": len(started), "resumed": len(stalled)}

@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import date, timedelta
 from typing import Any
 
 import pytest
@@ -40,7 +41,9 @@ from hub.services.events import event_emit
 from hub.services.webhooks import event_dispatch, webhook_endpoint_create
 from settlement.ledger import TransferSpec, transfer_create
 from settlement.models import Account
+from settlement.models_payins import Payin, Refund, SettlementRun
 from settlement.models_payouts import Payout, PayoutBankAccount
+from settlement.runs import last_closed_day
 from tests.conftest import Tenant, api_key_of, error_of, row_counts
 from tests.factories import issue_key, make_participant, principal_for
 
@@ -192,6 +195,123 @@ def _payout(tenant: Tenant) -> str:
     return payout.pk
 
 
+# payins, refunds, fees and settlement runs
+
+PAYIN_READERS = frozenset({"merchant", "payment_institution", "operator"})
+RUN_READERS = frozenset({"payment_institution", "operator"})
+A_FEE = {"percent_bps": 120, "fixed": {"amount": "0.50", "currency": "CNY"}}
+
+
+def _collector(tenant: Tenant) -> Participant:
+    """The institution that collects the tenant's payins: itself if it is one, else a new one."""
+    owner = tenant.participant
+    return (
+        owner
+        if owner.role == "payment_institution"
+        else make_participant(role="payment_institution")
+    )
+
+
+def _payin(
+    tenant: Tenant, *, status: str = "succeeded", institution: Participant | None = None
+) -> Payin:
+    owner = tenant.participant
+    merchant = owner if owner.role == "merchant" else make_participant(role="merchant")
+    institution = institution or _collector(tenant)
+    connection = AdapterConnection.objects.filter(
+        participant=institution
+    ).first() or AdapterConnection.objects.get(
+        pk=_connection(Tenant(institution, ""), "stripe_like")
+    )
+    account = Account.objects.create(
+        livemode=False, owner=merchant, currency="CNY", kind="merchant_settlement"
+    )
+    return Payin.objects.create(
+        livemode=False,
+        merchant=merchant,
+        account=account,
+        connection=connection,
+        amount=100_00,
+        currency="CNY",
+        reference=f"matrix-{account.pk[-12:]}",
+        status=status,
+    )
+
+
+def a_payin(tenants: dict[str, Tenant]) -> dict[str, Any]:
+    _connection(tenants["payment_institution"], "stripe_like")  # collects CNY
+    return {
+        "account": _account_of(tenants["merchant"]),
+        "amount": {"amount": "10.00", "currency": "CNY"},
+        "reference": "matrix-payin",
+    }
+
+
+def a_refund(tenants: dict[str, Tenant]) -> dict[str, Any]:
+    payin = _payin(
+        tenants["merchant"],
+        status="settled",
+        institution=tenants["payment_institution"].participant,
+    )
+    # Settled: the refund holds the merchant's money, which the account has.
+    transfer_create(
+        livemode=False,
+        spec=TransferSpec(
+            debit_account_id=Account.objects.create(
+                livemode=False, owner=_operator(), currency="CNY", kind="equity"
+            ).pk,
+            credit_account_id=payin.account_id,
+            amount=100_00,
+            currency="CNY",
+        ),
+    )
+    return {
+        "payin": payin.pk,
+        "amount": {"amount": "1.00", "currency": "CNY"},
+        "reference": "matrix-refund",
+    }
+
+
+def _refund(tenant: Tenant) -> str:
+    payin = _payin(tenant)
+    refund = Refund.objects.create(
+        livemode=False,
+        payin=payin,
+        merchant=payin.merchant,
+        amount=1_00,
+        currency="CNY",
+        reference=f"matrix-{payin.pk[-12:]}",
+        netted=True,
+    )
+    return refund.pk
+
+
+def _closed_day() -> date:
+    return last_closed_day("Asia/Seoul", timezone.now()) - timedelta(days=1)
+
+
+def a_run(tenants: dict[str, Tenant]) -> dict[str, Any]:
+    return {
+        "institution": tenants["payment_institution"].id,
+        "currency": "CNY",
+        "business_date": _closed_day().isoformat(),
+    }
+
+
+def _run(tenant: Tenant) -> str:
+    institution = _collector(tenant)
+    run = SettlementRun.objects.create(
+        livemode=False,
+        institution=institution,
+        currency="CNY",
+        business_date=_closed_day(),
+        time_zone="Asia/Seoul",
+        cutoff_at=timezone.now() - timedelta(days=1),
+        status="completed",
+    )
+    return run.pk
+
+
 # fmt: off
 TABLE = [
     #   method  URL name                   allowed   ok   object in the URL   body
@@ -260,6 +380,20 @@ TABLE = [
     Row("GET",  "payouts",                 PAYOUT_READERS),
     Row("POST", "payouts",                 MERCHANT, 201, None,               a_payout),
     Row("GET",  "payout",                  PAYOUT_READERS, 200, "payout",    echo=True),
+    # -- payins, refunds, fees and settlement runs (rows below) --
+    Row("GET",  "payins",                  PAYIN_READERS),
+    Row("POST", "payins",                  MERCHANT, 201, None,               a_payin),
+    Row("GET",  "payin",                   PAYIN_READERS, 200, "payin",      echo=True),
+    Row("GET",  "refunds",                 PAYIN_READERS),
+    Row("POST", "refunds",                 MERCHANT, 201, None,               a_refund),
+    Row("GET",  "refund",                  PAYIN_READERS, 200, "refund",     echo=True),
+    Row("GET",  "fee_rules",               OPERATOR),
+    Row("POST", "fee_rules",               OPERATOR, 201, None,               A_FEE),
+    Row("GET",  "settlement_runs",         RUN_READERS),
+    Row("POST", "settlement_runs",         OPERATOR, 202, None,               a_run),
+    Row("GET",  "settlement_run",          RUN_READERS, 200, "settlement_run", echo=True),
+    Row("GET",  "settlement_run_report",   RUN_READERS, 200, "settlement_run"),
+    # -- end of payins, refunds, fees and settlement runs --
     # Institutions authenticate notifications by signature, not API key: unsigned is 401 for all.
     Row("POST", "inbound_webhook",         ALL,      401, "inbound_connection", auth=PUBLIC),
 ]
@@ -457,6 +591,9 @@ def _reconciliation_exception(tenant: Tenant) -> str:
 MAKERS: dict[str, Callable[[Tenant], str]] = {
     "payout_bank_account": lambda tenant: _payee(tenant.participant).pk,
     "payout": _payout,
+    "payin": lambda tenant: _payin(tenant).pk,
+    "refund": _refund,
+    "settlement_run": _run,
     "account": _account_of,
     "transfer": _transfer,
     "pending_transfer": lambda tenant: _transfer(tenant, pending=True),
