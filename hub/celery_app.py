@@ -51,6 +51,11 @@ def _schedule(sender: Celery, **kwargs: object) -> None:
         name="refunds sweep",
     )
     sender.add_periodic_task(
+        settings.HUB["PAYOUTS_SWEEP_SECONDS"],
+        sender.signature("hub.payins_send_unsent"),
+        name="payins sweep",
+    )
+    sender.add_periodic_task(
         settings.HUB["SETTLEMENT_RUNS_SECONDS"],
         sender.signature("hub.settlement_runs"),
         name="settlement runs",

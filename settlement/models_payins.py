@@ -220,6 +220,7 @@ class SettlementRun(models.Model):
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.RUNNING)
     # A worker executing the run holds it until then; after that another may take it over.
     lease_until = models.DateTimeField(null=True, blank=True)
+    lease_token = models.CharField(max_length=32, blank=True, default="")
     # Totals, written when the run completes (sums of what it settled).
     payins_count = models.PositiveIntegerField(default=0)
     gross = models.BigIntegerField(default=0)  # the payins' amounts

@@ -227,6 +227,11 @@ def payin_submit(*, payin_id: str) -> str:
     return operation.state
 
 
+def payins_unsent(*, limit: int = 500) -> list[str]:
+    """Pending payins never sent (the process that made them stopped before its call)."""
+    return unsent(Payin.objects.all(), limit=limit, status=Payin.Status.PENDING)
+
+
 def _receivable(payin: Payin) -> Account:
     """What the institution owes the hub for the payins it collected, in their currency."""
     return hub_account(

@@ -340,12 +340,13 @@ def payout_submit(*, payout_id: str) -> str:
     return operation.state
 
 
-def unsent(queryset: QuerySet[Any], *, limit: int) -> list[str]:
-    """The ids of ``queryset``'s objects (payouts, refunds) still ``processing`` and never sent
-    to their institution some time after they were made (their task was lost), oldest first."""
+def unsent(queryset: QuerySet[Any], *, limit: int, status: str = "processing") -> list[str]:
+    """The ids of ``queryset``'s objects (payouts, payins, refunds) still in ``status`` and never
+    sent to their institution a while after they were made (their call or task was lost),
+    oldest first."""
     before = timezone.now() - timedelta(seconds=UNSENT_GRACE_SECONDS)
     return list(
-        queryset.filter(status="processing", operation__isnull=True, created_at__lte=before)
+        queryset.filter(status=status, operation__isnull=True, created_at__lte=before)
         .order_by("created_at")
         .values_list("pk", flat=True)[:limit]
     )

@@ -20,12 +20,16 @@ the first stopped. Starting a run that exists returns it and changes nothing.
 from __future__ import annotations
 
 import logging
+import random
+import secrets
+from collections.abc import Callable
 from datetime import date, datetime, time, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal
+from time import sleep
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from django.db import IntegrityError, connection, transaction
+from django.db import DatabaseError, IntegrityError, connection, transaction
 from django.db.models import Count, Q, Sum
 from django.utils import timezone
 
@@ -37,7 +41,14 @@ from hub.jobs import enqueue_after_commit
 from hub.models import AdapterConnection, Participant, Role
 from hub.money import check_currency
 from hub.services.events import event_emit, register_event_types
-from settlement.ledger import TransferSpec, transfer_create, transfer_post, transfer_void
+from settlement.ledger import (
+    DEADLOCK_TRIES,
+    TransferSpec,
+    _deadlocked,
+    transfer_create,
+    transfer_post,
+    transfer_void,
+)
 from settlement.models import Account
 from settlement.models_payins import FeeRule, Payin, Refund, SettlementRun
 from settlement.payins import money
@@ -48,6 +59,9 @@ Kind = Account.Kind
 
 register_event_types("settlement_run.completed")
 
+# How far back a run may be started: a run takes everything unsettled before its cutoff, so an
+# old day is never needed to settle what it left.
+MAX_RUN_AGE_DAYS = 400
 TIME_ZONES = {Participant.Country.CN: "Asia/Shanghai", Participant.Country.KR: "Asia/Seoul"}
 
 
@@ -118,6 +132,13 @@ def settlement_run_start(
     ).first()
     if found is not None:
         return found, False
+    if business_date < timezone.now().date() - timedelta(days=MAX_RUN_AGE_DAYS):
+        raise errors.InvalidRequest(
+            f"A run is for one of the last {MAX_RUN_AGE_DAYS} days (a later run takes what "
+            "an earlier day left unsettled).",
+            code="business_date_too_old",
+            param="business_date",
+        )
     time_zone = institution_time_zone(institution)
     cutoff = cutoff_of(business_date, time_zone)
     if cutoff > timezone.now():
@@ -195,17 +216,19 @@ def settlement_runs_stalled() -> list[str]:
 
 def settlement_run_execute(*, run_id: str) -> str:
     """Settle everything the run takes, a chunk per transaction, then write its totals.
-    Returns ``completed``, ``busy`` (another worker holds it) or ``skipped`` (done already)."""
-    claimed = _claim(run_id)
-    if claimed != "claimed":
-        return claimed
-    run = SettlementRun.objects.select_related("institution").get(pk=run_id)
-    while _settle_payins(run):
-        _extend(run)
-    while _settle_refunds(run):
-        _extend(run)
-    _complete(run)
-    return "completed"
+    Returns ``completed``, ``busy`` (another worker holds it), ``skipped`` (done already) or
+    ``lost`` (its lease ran out and another worker took it over meanwhile)."""
+    token = _claim(run_id)
+    if token in ("skipped", "busy"):
+        return token
+    for step in (_settle_payins, _settle_refunds):
+        while True:
+            done = _chunk(step, run_id, token)
+            if done is None:
+                return "lost"
+            if not done:
+                break
+    return "completed" if _complete(run_id, token) else "lost"
 
 
 def _lease() -> timedelta:
@@ -214,6 +237,7 @@ def _lease() -> timedelta:
 
 @transaction.atomic(durable=True)
 def _claim(run_id: str) -> str:
+    """Take the run for this worker: a new token, which each chunk checks."""
     run = SettlementRun.objects.select_for_update().filter(pk=run_id).first()
     if run is None or run.status == SettlementRun.Status.COMPLETED:
         return "skipped"
@@ -221,12 +245,44 @@ def _claim(run_id: str) -> str:
     if run.lease_until is not None and run.lease_until > now:
         return "busy"
     run.lease_until = now + _lease()
-    run.save(update_fields=["lease_until"])
-    return "claimed"
+    run.lease_token = secrets.token_hex(16)
+    run.save(update_fields=["lease_until", "lease_token"])
+    return run.lease_token
 
 
-def _extend(run: SettlementRun) -> None:
-    SettlementRun.objects.filter(pk=run.pk).update(lease_until=timezone.now() + _lease())
+def _held(run_id: str, token: str) -> SettlementRun | None:
+    """The run, locked, if this worker still holds it (its lease renewed); else None. A chunk
+    starts with it, so that a worker whose run was taken over stops before writing, and chunks
+    and the run's completion follow one another."""
+    run = (
+        SettlementRun.objects.select_for_update()
+        .select_related("institution")
+        .filter(pk=run_id, status=SettlementRun.Status.RUNNING, lease_token=token)
+        .first()
+    )
+    if run is not None:
+        run.lease_until = timezone.now() + _lease()
+        run.save(update_fields=["lease_until"])
+    return run
+
+
+def _chunk(
+    step: Callable[[SettlementRun], int], run_id: str, token: str, tries: int = DEADLOCK_TRIES
+) -> int | None:
+    """One chunk in its own transaction, tried again if PostgreSQL broke a deadlock with a
+    writer outside the run. None: the run is no longer this worker's."""
+    for attempt in range(tries):
+        try:
+            with transaction.atomic(durable=True):
+                run = _held(run_id, token)
+                return None if run is None else step(run)
+        except (DatabaseError, errors.Conflict) as exc:
+            retry = isinstance(exc, errors.Conflict) and exc.code == "transfer_id_race"
+            if not (retry or _deadlocked(exc)) or attempt == tries - 1:
+                raise
+            logger.warning("settlement run %s: a chunk deadlocked; trying again", run_id)
+            sleep(random.uniform(0.01, 0.05) * (attempt + 1))
+    raise AssertionError("unreachable")
 
 
 def _hub_accounts(run: SettlementRun) -> dict[str, Account]:
@@ -237,9 +293,10 @@ def _hub_accounts(run: SettlementRun) -> dict[str, Account]:
     }
 
 
-@transaction.atomic(durable=True)
 def _settle_payins(run: SettlementRun) -> int:
-    """Settle the next chunk of the run's payins (locked in id order, as refunds lock them).
+    """Settle the next chunk of the run's payins (locked in id order, as refunds lock them),
+    then every account the chunk moves, in id order, before the first transfer (one transfer
+    at a time would lock them in the chunk's order, against other writers' sorted order).
     Returns how many; 0 when none is left."""
     payins = list(
         Payin.objects.select_for_update(of=("self",))
@@ -255,6 +312,19 @@ def _settle_payins(run: SettlementRun) -> int:
     if not payins:
         return 0
     fees_account = _hub_accounts(run)["fees"]
+    receivable = hub_account(
+        kind=Kind.INSTITUTION_RECEIVABLE,
+        currency=run.currency,
+        livemode=run.livemode,
+        owner=run.institution,
+    )
+    touched = {payin.account_id for payin in payins} | {fees_account.pk, receivable.pk}
+    list(
+        Account.objects.select_for_update(no_key=True)
+        .filter(pk__in=touched)
+        .order_by("pk")
+        .values_list("pk", flat=True)
+    )
     rules: dict[str, FeeRule | None] = {}
     marks: list[tuple[str, int, int, str | None]] = []
     for payin in payins:
@@ -316,12 +386,11 @@ def _mark_settled(run: SettlementRun, marks: list[tuple[str, int, int, str | Non
             raise AssertionError(f"settled {cursor.rowcount} payins of {len(marks)}")
 
 
-@transaction.atomic(durable=True)
 def _settle_refunds(run: SettlementRun) -> int:
     """Count the refund adjustments made before the cutoff in the run (no ledger move: each
     was made when the institution answered)."""
     refunds = list(
-        Refund.objects.select_for_update()
+        Refund.objects.select_for_update(of=("self",))
         .filter(
             livemode=run.livemode,
             payin__connection__participant_id=run.institution_id,
@@ -338,10 +407,10 @@ def _settle_refunds(run: SettlementRun) -> int:
 
 
 @transaction.atomic(durable=True)
-def _complete(run: SettlementRun) -> None:
-    run = SettlementRun.objects.select_for_update().select_related("institution").get(pk=run.pk)
-    if run.status == SettlementRun.Status.COMPLETED:
-        return
+def _complete(run_id: str, token: str) -> bool:
+    run = _held(run_id, token)
+    if run is None:
+        return False
     payins = Payin.objects.filter(run=run).aggregate(
         count=Count("pk"), gross=Sum("amount"), settled=Sum("settled_amount"), fees=Sum("fee")
     )
@@ -371,6 +440,7 @@ def _complete(run: SettlementRun) -> None:
         livemode=run.livemode,
         data=run_payload(run),
     )
+    return True
 
 
 # --- what a run says -----------------------------------------------------------------------------

@@ -5,7 +5,7 @@ from __future__ import annotations
 from celery import shared_task
 
 from settlement.ledger import holds_expire_due
-from settlement.payins import refund_submit, refunds_unsent
+from settlement.payins import payin_submit, payins_unsent, refund_submit, refunds_unsent
 from settlement.payouts import payout_submit, payouts_unsent
 from settlement.runs import (
     settlement_run_execute,
@@ -36,6 +36,20 @@ def payouts_send_unsent_task() -> int:
     unsent = payouts_unsent()
     for payout_id in unsent:
         payout_submit_task.apply_async(kwargs={"payout_id": payout_id})
+    return len(unsent)
+
+
+@shared_task(name="hub.payin_submit")
+def payin_submit_task(*, payin_id: str) -> str:
+    return payin_submit(payin_id=payin_id)
+
+
+@shared_task(name="hub.payins_send_unsent")
+def payins_send_unsent_task() -> int:
+    """Send every payin whose first call never happened."""
+    unsent = payins_unsent()
+    for payin_id in unsent:
+        payin_submit_task.apply_async(kwargs={"payin_id": payin_id})
     return len(unsent)
 
 

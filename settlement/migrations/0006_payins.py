@@ -159,6 +159,7 @@ class Migration(migrations.Migration):
                     ),
                 ),
                 ("lease_until", models.DateTimeField(blank=True, null=True)),
+                ("lease_token", models.CharField(blank=True, default="", max_length=32)),
                 ("payins_count", models.PositiveIntegerField(default=0)),
                 ("gross", models.BigIntegerField(default=0)),
                 ("refunds_netted", models.BigIntegerField(default=0)),

@@ -472,6 +472,7 @@ def test_beat_schedules_every_periodic_task_even_if_the_app_is_finalized_before_
         ["idempotency purge", "hub.idempotency_purge", 3600.0],
         ["inbound notifications apply", "hub.inbound_apply", 5.0],
         ["ledger holds expiry", "hub.ledger_expire_holds", 10.0],
+        ["payins sweep", "hub.payins_send_unsent", 30.0],
         ["payouts sweep", "hub.payouts_send_unsent", 30.0],
         ["refunds sweep", "hub.refunds_send_unsent", 30.0],
         ["settlement runs", "hub.settlement_runs", 60.0],

@@ -560,3 +560,19 @@ def test_a_refund_whose_task_was_lost_is_found_by_the_sweep(shop: Shop, monkeypa
     refund_submit(refund_id=refund["id"])
     assert refunds_unsent() == []
     assert [r["reference"] for r in shop.ctl.refunds()] == [refund["id"]]
+
+
+def test_a_payin_whose_first_call_never_happened_is_sent_by_the_sweep(shop: Shop, monkeypatch: Any):
+    from settlement.payins import payin_submit, payins_unsent
+
+    monkeypatch.setattr("settlement.payins.payin_submit", lambda **kw: "skipped")
+    payin = shop.create().json()
+    monkeypatch.undo()
+    assert (payin["status"], payin["institution_operation"]) == ("pending", None)
+    assert payins_unsent() == []
+    Payin.objects.update(created_at=timezone.now() - timedelta(minutes=5))
+
+    assert payins_unsent() == [payin["id"]]
+    assert payin_submit(payin_id=payin["id"]) == "pending"
+    assert payins_unsent() == []
+    assert [i["reference"] for i in shop.ctl.intents()] == [payin["id"]]

@@ -451,34 +451,67 @@ def test_a_worker_killed_mid_run_settles_every_payin_once(
 
 @needs_postgres
 @pytest.mark.django_db(transaction=True)
-def test_refunds_made_while_the_run_settles_their_payins_lose_nothing(
+def test_refunds_and_credits_made_while_the_run_settles_lose_nothing_and_never_deadlock(
     tenants: dict[str, Tenant], desk: dict[str, Any], settings: Any, monkeypatch: Any
 ):
     """Each refund lands either before its payin's chunk (netted: the run posts less) or after
-    it (held on the merchant's account); never both, never neither, and nothing deadlocks."""
+    it (held on the merchant's account); never both, never neither. New payins' credits to the
+    same merchants (locking their accounts in id order, as every ledger writer does) go on
+    meanwhile; nothing fails."""
+    from settlement.ledger import TransferSpec, transfer_create
+    from settlement.payouts import hub_account
     from tests.factories.core import principal_for
 
     settings.HUB = {**settings.HUB, "SETTLEMENT_RUN_CHUNK": 10}
     monkeypatch.setattr("settlement.payins.enqueue_after_commit", lambda *a, **kw: None)
     day, inside = yesterday()
-    account = desk["accounts"]["merchant"]
-    payins = paid_payins(
-        connection=desk["conn"], account=account, amounts=[10000] * 120, succeeded_at=inside
+    accounts = [desk["accounts"]["merchant"], desk["accounts"]["other_merchant"]]
+    # The merchants' payins alternate, so that each chunk moves both merchants' accounts.
+    payins = [
+        payin
+        for n in range(120)
+        for payin in paid_payins(
+            connection=desk["conn"],
+            account=accounts[n % 2],
+            amounts=[10000],
+            succeeded_at=inside,
+            prefix=f"p{n}",
+        )
+    ]
+    receivable = hub_account(
+        kind=Account.Kind.INSTITUTION_RECEIVABLE,
+        currency="KRW",
+        livemode=False,
+        owner=desk["institution"].participant,
     )
     run, _ = settlement_run_start(
         institution_id=desk["institution"].id, currency="KRW", business_date=day, livemode=False
     )
-    merchant = principal_for(tenants["merchant"].participant)
+    principals = {account.owner_id: principal_for(account.owner) for account in accounts}
     # Refund the payins from the last one backwards while the run settles them from the first.
-    order = [p.pk for p in sorted(payins, key=lambda p: p.pk, reverse=True)]
+    order = sorted(payins, key=lambda p: p.pk, reverse=True)
 
     def work(index: int) -> str:
         if index == 0:
             return settlement_run_execute(run_id=run.pk)
-        for n, payin_id in enumerate(order[index - 1 :: 7]):
+        if index >= 6:
+            for n in range(30):
+                transfer_create(
+                    livemode=False,
+                    spec=TransferSpec(
+                        id=f"credit-{index}-{n}",
+                        debit_account_id=receivable.pk,
+                        credit_account_id=accounts[n % 2].pk,
+                        amount=700,
+                        currency="KRW",
+                        pending=True,
+                    ),
+                )
+            return "credited"
+        for n, payin in enumerate(order[index - 1 :: 5]):
             refund_create(
-                actor=merchant,
-                payin_id=payin_id,
+                actor=principals[payin.merchant_id],
+                payin_id=payin.pk,
                 amount=1000 + index,
                 currency="KRW",
                 reference=f"rf-{index}-{n}",
@@ -487,7 +520,7 @@ def test_refunds_made_while_the_run_settles_their_payins_lose_nothing(
 
     results = run_together(8, work)
 
-    assert results == ["completed"] + ["refunded"] * 7
+    assert results == ["completed"] + ["refunded"] * 5 + ["credited"] * 2
     refunds = list(Refund.objects.select_related("payin"))
     assert len(refunds) == 120
     netted = [r for r in refunds if r.netted]
@@ -498,14 +531,58 @@ def test_refunds_made_while_the_run_settles_their_payins_lose_nothing(
         assert refund.payin.settled_amount == 10000
         assert Transfer.objects.get(id=refund.hold_id).type == "pending"
     run.refresh_from_db()
-    assert run.payins_count == 120
+    assert (run.payins_count, run.status) == (120, "completed")
     assert run.refunds_netted == sum(r.amount for r in netted)
-    assert columns(account) == (
-        0,
-        120 * 10000 - sum(r.amount for r in netted),
-        sum(r.amount for r in held),
-        0,
-    )
+    for account in accounts:
+        mine = [r for r in refunds if r.payin.account_id == account.pk]
+        assert columns(account) == (
+            0,
+            60 * 10000 - sum(r.amount for r in mine if r.netted),
+            sum(r.amount for r in mine if not r.netted),
+            30 * 700,
+        )
     assert sum(Payin.objects.values_list("refunds_pending", flat=True)) == sum(
         r.amount for r in refunds
     )
+
+
+def test_a_worker_whose_run_was_taken_over_stops_before_writing(
+    desk: dict[str, Any], settings: Any
+):
+    from settlement import runs
+
+    settings.HUB = {**settings.HUB, "SETTLEMENT_RUN_CHUNK": 2}
+    day, inside = yesterday()
+    paid_payins(
+        connection=desk["conn"],
+        account=desk["accounts"]["merchant"],
+        amounts=[100, 200, 300, 400, 500],
+        succeeded_at=inside,
+    )
+    run, _ = settlement_run_start(
+        institution_id=desk["institution"].id, currency="KRW", business_date=day, livemode=False
+    )
+    first = runs._claim(run.pk)
+    assert runs._chunk(runs._settle_payins, run.pk, first) == 2
+    assert runs._claim(run.pk) == "busy"
+    # Its lease runs out (the worker hangs); another worker takes the run over.
+    SettlementRun.objects.filter(pk=run.pk).update(lease_until=timezone.now())
+    second = runs._claim(run.pk)
+    assert second not in (first, "busy", "skipped")
+
+    assert runs._chunk(runs._settle_payins, run.pk, first) is None
+    assert Payin.objects.filter(status="settled").count() == 2
+    SettlementRun.objects.filter(pk=run.pk).update(lease_until=timezone.now())
+    assert settlement_run_execute(run_id=run.pk) == "completed"
+    assert runs._complete(run.pk, second) is False
+    run.refresh_from_db()
+    assert (run.payins_count, run.gross, run.status) == (5, 1500, "completed")
+
+
+def test_a_run_for_a_day_long_past_is_refused(
+    api: Api, tenants: dict[str, Tenant], desk: dict[str, Any]
+):
+    for day in ("0001-01-01", "1900-01-01"):
+        response = run_of(api, tenants["operator"], desk["institution"].id, date.fromisoformat(day))
+        assert (response.status_code, error_of(response)["code"]) == (400, "business_date_too_old")
+    assert SettlementRun.objects.count() == 0
