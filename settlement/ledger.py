@@ -12,16 +12,17 @@ from __future__ import annotations
 import json
 import random
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
 import psycopg
-from django.db import DatabaseError, connection, transaction
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, connection, connections, transaction
 from django.db.models import Q, Sum
 from django.utils import timezone
-from psycopg.types.json import Jsonb
+from psycopg.types.json import JsonbBinaryDumper
 
 from hub import errors
 from hub.ids import new_id, new_ids
@@ -307,6 +308,7 @@ _COPY_TYPES = [
     "jsonb",
     "timestamptz",
 ]
+_METADATA = _COLUMNS.index("metadata")
 _INSERT = (
     f"INSERT INTO settlement_transfer ({', '.join(_COLUMNS)}) "  # noqa: S608 (constant names)
     f"VALUES ({', '.join(['%s'] * len(_COLUMNS))}) RETURNING seq"
@@ -316,21 +318,24 @@ _INSERT = (
 def _save(row: Transfer) -> None:
     """``row.save()`` without the ORM's statement building, which costs more than the
     insert itself on the hot path (PostgreSQL; elsewhere the ORM)."""
-    if connection.vendor != "postgresql":
+    # The connection itself, not the ``connection`` proxy: each attribute read through the
+    # proxy looks the connection up again.
+    db = connections[DEFAULT_DB_ALIAS]
+    if db.vendor != "postgresql":
         row.save(force_insert=True)
         return
     values = [getattr(row, name) for name in _COLUMNS]
-    values[_COLUMNS.index("metadata")] = json.dumps(row.metadata) if row.metadata else "{}"
-    connection.ensure_connection()
+    values[_METADATA] = json.dumps(row.metadata) if row.metadata else "{}"
+    db.ensure_connection()
     # A server-side prepared statement: parsed and planned once per connection, where Django's
     # cursors would send the statement as text each time.
-    with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
+    with db.wrap_database_errors, psycopg.Cursor(db.connection) as cursor:
         cursor.execute(_INSERT, values, prepare=True)
         found = cursor.fetchone()
         assert found is not None
         row.seq = found[0]
     row._state.adding = False
-    row._state.db = "default"
+    row._state.db = DEFAULT_DB_ALIAS
 
 
 def _repeat(row: Transfer) -> Transfer:
@@ -621,15 +626,14 @@ def transfers_create_batch(
 def _batch(*, livemode: bool, specs: Sequence[TransferSpec], atomic: bool) -> list[ItemResult]:
     """Make up to 8,000 transfers in one transaction, in order: ``atomic`` makes them linked
     (all or none); otherwise each item succeeds or fails on its own, seeing the balances the
-    items before it left. One lock query, one insert, one balance update per account."""
+    items before it left. One lock query, one insert (fed while the items are checked), one
+    balance update per account."""
     if not 1 <= len(specs) <= MAX_BATCH:
         raise errors.InvalidRequest(
             f"A batch holds 1 to {MAX_BATCH} transfers.",
             code="parameter_invalid",
             param="transfers",
         )
-    made = iter(new_ids("tr", sum(1 for s in specs if s.id is None)))
-    ids = [spec.id if spec.id is not None else next(made) for spec in specs]
     chosen = {spec.id for spec in specs if spec.id is not None}
     with transaction.atomic():
         balances = _lock(
@@ -650,102 +654,143 @@ def _batch(*, livemode: bool, specs: Sequence[TransferSpec], atomic: bool) -> li
             ).values_list("id", "seq")
         )
         results: list[ItemResult] = []
-        rows: list[tuple[Any, ...]] = []
         seen: set[str] = set()
-        for index, (spec, transfer_id) in enumerate(zip(specs, ids, strict=True)):
-            try:
-                if spec.id is not None:
-                    check_transfer_id(spec.id)
-                if transfer_id in seen:
-                    raise errors.InvalidRequest(
-                        "The id appears twice in the batch.", code="id_repeated", param="id"
+        refused = False
+        try:
+            with _inserter() as insert:
+                for index, (spec, transfer_id) in enumerate(zip(specs, _ids(specs), strict=True)):
+                    try:
+                        if spec.id is not None:
+                            check_transfer_id(spec.id)
+                        if transfer_id in seen:
+                            raise errors.InvalidRequest(
+                                "The id appears twice in the batch.",
+                                code="id_repeated",
+                                param="id",
+                            )
+                        seen.add(transfer_id)
+                        if spec.corrects and spec.corrects not in corrected:
+                            raise errors.InvalidRequest(
+                                "corrects names no transfer.",
+                                code="transfer_missing",
+                                param="corrects",
+                            )
+                        if spec.timeout_seconds is not None and not spec.pending:
+                            raise errors.InvalidRequest(
+                                "Only a pending transfer has a timeout.",
+                                code="parameter_invalid",
+                                param="timeout",
+                            )
+                        if transfer_id in existing:
+                            row = _row(
+                                replace(spec, id=transfer_id),
+                                livemode=livemode,
+                                now=now,
+                                corrects_seq=corrected.get(spec.corrects or ""),
+                            )
+                            _check_same(existing[transfer_id], row)
+                            results.append(ItemResult(index, transfer_id, "exists"))
+                            continue
+                        _apply(balances, spec)
+                    except errors.HubError as exc:
+                        results.append(ItemResult(index, transfer_id, "failed", exc))
+                        refused = atomic
+                        continue
+                    if not refused:  # an atomic batch that failed inserts nothing more
+                        insert(
+                            (
+                                transfer_id,
+                                livemode,
+                                Type.PENDING if spec.pending else Type.SINGLE,
+                                spec.debit_account_id,
+                                spec.credit_account_id,
+                                spec.amount,
+                                spec.currency,
+                                None,
+                                None,
+                                now + timedelta(seconds=spec.timeout_seconds)
+                                if spec.timeout_seconds
+                                else None,
+                                spec.reference,
+                                spec.code,
+                                corrected.get(spec.corrects) if spec.corrects else None,
+                                spec.metadata,
+                                now,
+                            )
+                        )
+                    results.append(ItemResult(index, transfer_id, "created"))
+                if refused:
+                    # Raised inside the insert: the rows sent so far are abandoned with it.
+                    raise BatchRefused(
+                        [
+                            r if r.status == "failed" else ItemResult(r.index, r.id, "skipped")
+                            for r in results
+                        ]
                     )
-                seen.add(transfer_id)
-                if spec.corrects and spec.corrects not in corrected:
-                    raise errors.InvalidRequest(
-                        "corrects names no transfer.", code="transfer_missing", param="corrects"
-                    )
-                if spec.timeout_seconds is not None and not spec.pending:
-                    raise errors.InvalidRequest(
-                        "Only a pending transfer has a timeout.",
-                        code="parameter_invalid",
-                        param="timeout",
-                    )
-                if transfer_id in existing:
-                    row = _row(
-                        replace(spec, id=transfer_id),
-                        livemode=livemode,
-                        now=now,
-                        corrects_seq=corrected.get(spec.corrects or ""),
-                    )
-                    _check_same(existing[transfer_id], row)
-                    results.append(ItemResult(index, transfer_id, "exists"))
-                    continue
-                _apply(balances, spec)
-            except errors.HubError as exc:
-                results.append(ItemResult(index, transfer_id, "failed", exc))
-                continue
-            rows.append(
-                (
-                    transfer_id,
-                    livemode,
-                    Type.PENDING if spec.pending else Type.SINGLE,
-                    spec.debit_account_id,
-                    spec.credit_account_id,
-                    spec.amount,
-                    spec.currency,
-                    None,
-                    None,
-                    now + timedelta(seconds=spec.timeout_seconds) if spec.timeout_seconds else None,
-                    spec.reference,
-                    spec.code,
-                    corrected.get(spec.corrects) if spec.corrects else None,
-                    Jsonb(dict(spec.metadata)),
-                    now,
-                )
-            )
-            results.append(ItemResult(index, transfer_id, "created"))
-        if atomic and any(r.status == "failed" for r in results):
-            raise BatchRefused(
-                [
-                    r if r.status == "failed" else ItemResult(r.index, r.id, "skipped")
-                    for r in results
-                ]
-            )
-        if rows:
-            try:
-                _insert_many(rows)
-            except DatabaseError as exc:
-                if _violated(exc, "transfer_id_once"):
-                    # An id of the batch was taken meanwhile on other accounts: nothing was
-                    # made; the same batch again answers "exists" for it.
-                    raise errors.Conflict(
-                        "A transfer id of the batch was used meanwhile; send the batch again.",
-                        code="transfer_id_race",
-                    ) from None
-                raise
+        except DatabaseError as exc:
+            if _violated(exc, "transfer_id_once"):
+                # An id of the batch was taken meanwhile on other accounts: nothing was
+                # made; the same batch again answers "exists" for it.
+                raise errors.Conflict(
+                    "A transfer id of the batch was used meanwhile; send the batch again.",
+                    code="transfer_id_race",
+                ) from None
+            raise
     return results
+
+
+_BALANCE_COLUMNS = (
+    "id",
+    "currency",
+    "debits_must_not_exceed_credits",
+    "credits_must_not_exceed_debits",
+    "debits_posted",
+    "credits_posted",
+    "debits_pending",
+    "credits_pending",
+)
+_LOCK = (
+    f"SELECT {', '.join(_BALANCE_COLUMNS)} FROM settlement_account "  # noqa: S608 (constant names)
+    "WHERE id = ANY(%s) AND livemode = %s ORDER BY id FOR NO KEY UPDATE"
+)
+
+
+def _ids(specs: Sequence[TransferSpec], run: int = 500) -> Iterator[str]:
+    """Each item's transfer id: the caller's, or one the hub makes. The hub's are made a run at
+    a time as the items come (time-ordered all the same), while the rows before them are being
+    inserted, rather than all of them before the batch starts."""
+    missing = sum(1 for spec in specs if spec.id is None)
+    made: Iterator[str] = iter(())
+    for spec in specs:
+        if spec.id is not None:
+            yield spec.id
+            continue
+        transfer_id = next(made, None)
+        if transfer_id is None:
+            made = iter(new_ids("tr", min(run, missing)))
+            transfer_id = next(made)
+        missing -= 1
+        yield transfer_id
 
 
 def _lock(account_ids: Iterable[str], livemode: bool) -> dict[str, _Balance]:
     # NO KEY UPDATE, as the trigger's own lock and update take: it does not conflict with the
     # KEY SHARE locks that inserting transfers takes for their foreign keys (FOR UPDATE would,
     # and could deadlock with an insert holding one).
-    rows = (
-        Account.objects.select_for_update(no_key=True)
-        .filter(pk__in=set(account_ids), livemode=livemode)
-        .order_by("pk")
-        .values_list(
-            "pk",
-            "currency",
-            "debits_must_not_exceed_credits",
-            "credits_must_not_exceed_debits",
-            "debits_posted",
-            "credits_posted",
-            "debits_pending",
-            "credits_pending",
+    ids = list(set(account_ids))
+    if connection.vendor != "postgresql":
+        rows: Iterable[tuple[Any, ...]] = (
+            Account.objects.select_for_update(no_key=True)
+            .filter(pk__in=ids, livemode=livemode)
+            .order_by("pk")
+            .values_list(*_BALANCE_COLUMNS)
         )
-    )
+    else:
+        # The ids as one array parameter: the ORM's IN (%s, %s, ...) of a thousand accounts
+        # costs more to build and parse than the query takes.
+        connection.ensure_connection()
+        with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
+            rows = cursor.execute(_LOCK, [ids, livemode]).fetchall()
     return {row[0]: _Balance(*row[1:]) for row in rows}
 
 
@@ -799,28 +844,63 @@ def _apply(balances: dict[str, _Balance], row: TransferSpec) -> None:
         credit.credits_posted += row.amount
 
 
-def _insert_many(rows: list[tuple[Any, ...]]) -> None:
-    """One statement: COPY on PostgreSQL (its statement trigger then updates each account
-    once), a bulk insert elsewhere. ``rows`` are values in the order of ``_COLUMNS``."""
-    if connection.vendor != "postgresql":
-        Transfer.objects.bulk_create(
-            [
-                Transfer(**{**dict(zip(_COLUMNS, row, strict=True)), "metadata": row[13].obj})
-                for row in rows
-            ],
-            batch_size=500,
-        )
-        return
-    # Django's own errors, as its cursors would raise them (the raw cursor raises psycopg's).
-    with connection.wrap_database_errors, connection.cursor() as cursor:
-        raw: Any = cursor.cursor
+class _MetadataDumper(JsonbBinaryDumper):
+    """A transfer's metadata in a binary COPY; most transfers have none, and skip json.dumps."""
+
+    def dump(self, obj: Any) -> bytes:
+        if not obj:
+            return b"\x01{}"
+        return b"\x01" + json.dumps(dict(obj)).encode()
+
+
+class _CopyIn:
+    """Rows into ``settlement_transfer`` by one binary COPY, opened at the first row (no row,
+    no statement). The server inserts and indexes the rows as they come, while the caller makes
+    the next ones; the statement trigger runs when the COPY ends."""
+
+    def __init__(self, stack: ExitStack) -> None:
+        self._stack = stack
+        self._copy: Any = None
+
+    def __call__(self, row: tuple[Any, ...]) -> None:
+        if self._copy is None:
+            self._copy = self._open()
+        self._copy.write_row(row)
+
+    def _open(self) -> Any:
+        stack = self._stack
+        # Django's own errors, as its cursors would raise them (the raw cursor raises psycopg's).
+        stack.enter_context(connection.wrap_database_errors)
+        raw: Any = stack.enter_context(connection.cursor()).cursor
+        raw.adapters.register_dumper(None, _MetadataDumper)
         # Binary: the server parses no text (about a sixth less time for a batch).
-        with raw.copy(
-            f"COPY settlement_transfer ({', '.join(_COLUMNS)}) FROM STDIN (FORMAT BINARY)"
-        ) as copy:
-            copy.set_types(_COPY_TYPES)
-            for row in rows:
-                copy.write_row(row)
+        copy = stack.enter_context(
+            raw.copy(f"COPY settlement_transfer ({', '.join(_COLUMNS)}) FROM STDIN (FORMAT BINARY)")
+        )
+        copy.set_types(_COPY_TYPES)
+        return copy
+
+
+@contextmanager
+def _inserter() -> Iterator[Callable[[tuple[Any, ...]], None]]:
+    """A function that inserts one row (values in the order of ``_COLUMNS``, metadata a
+    mapping), all of them as one statement: a COPY on PostgreSQL (see ``_CopyIn``; its statement
+    trigger then updates each account once), a bulk insert at the end elsewhere. An exception
+    in the block inserts nothing."""
+    if connection.vendor != "postgresql":
+        rows: list[tuple[Any, ...]] = []
+        yield rows.append
+        if rows:
+            Transfer.objects.bulk_create(
+                [
+                    Transfer(**{**dict(zip(_COLUMNS, row, strict=True)), "metadata": dict(row[13])})
+                    for row in rows
+                ],
+                batch_size=500,
+            )
+        return
+    with ExitStack() as stack:
+        yield _CopyIn(stack)
 
 
 # --- reads ---------------------------------------------------------------------------------------

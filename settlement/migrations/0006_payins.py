@@ -11,7 +11,7 @@ import hub.ids
 class Migration(migrations.Migration):
     dependencies = [
         ("hub", "0003_inbound_received"),
-        ("settlement", "0004_payouts"),
+        ("settlement", "0005_ledger_speed"),
     ]
 
     operations = [
