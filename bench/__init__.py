@@ -22,6 +22,7 @@ BENCHMARKS: dict[str, str] = {
     "ledger": "bench.ledger",
     "reconcile": "bench.reconcile",
     "settle": "bench.settle",
+    "fx": "bench.fx",
 }
 
 

@@ -87,5 +87,11 @@ ROLE_SCOPES[Role.OPERATOR] = ROLE_SCOPES[Role.OPERATOR] | {
     "settlement_runs:read",
     "settlement_runs:write",
 }
+# FX: everyone with a key reads reference rates; a merchant quotes and converts; the operator
+# sets margin tiers and reads the daily report.
+for _role in Role.values:
+    ROLE_SCOPES[_role] = ROLE_SCOPES[_role] | {"fx:read"}
+for _role in (Role.MERCHANT, Role.OPERATOR):
+    ROLE_SCOPES[_role] = ROLE_SCOPES[_role] | {"fx:write"}
 # A regulator never writes data; it may still look after its own keys.
-ROLE_SCOPES[Role.REGULATOR] = READ_SCOPES | {"api_keys:write"}
+ROLE_SCOPES[Role.REGULATOR] = READ_SCOPES | {"api_keys:write", "fx:read"}

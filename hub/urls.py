@@ -4,6 +4,7 @@ from drf_spectacular.views import (
     SpectacularSwaggerView,
 )
 
+from fx import urls as fx_urls
 from hub.api.views import adapters, events, meta, participants
 from settlement import urls as settlement_urls
 from settlement import urls_exports as settlement_urls_exports
@@ -115,6 +116,7 @@ urlpatterns = [
 urlpatterns += settlement_urls.urlpatterns
 urlpatterns += settlement_urls_statements.urlpatterns
 urlpatterns += settlement_urls_exports.urlpatterns
+urlpatterns += fx_urls.urlpatterns
 
 handler400 = "hub.api.errors.bad_request_view"
 handler403 = "hub.api.errors.permission_denied_view"

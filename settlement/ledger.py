@@ -241,7 +241,7 @@ def transfer_create(*, livemode: bool, spec: TransferSpec) -> tuple[Transfer, bo
     return _insert_one(row)
 
 
-def _deadlocked(exc: BaseException) -> bool:
+def deadlocked(exc: BaseException) -> bool:
     """PostgreSQL broke a deadlock by failing this statement. The ledger takes account locks
     in id order, so the one deadlock left is a transfer id sent twice at once (the same id in a
     batch and a single transfer): the index entry and the account locks are taken in opposite
@@ -264,7 +264,7 @@ def _insert_one(row: Transfer) -> tuple[Transfer, bool]:
         try:
             return _insert_one_try(row)
         except DatabaseError as exc:
-            if not _deadlocked(exc):
+            if not deadlocked(exc):
                 raise
             if connection.in_atomic_block or attempt == DEADLOCK_TRIES - 1:
                 raise _race_lost() from None
@@ -284,7 +284,7 @@ def _insert_one_try(row: Transfer) -> tuple[Transfer, bool]:
     except DatabaseError as exc:
         if _violated(exc, "transfer_id_once"):
             return _repeat(row), False
-        if _deadlocked(exc):
+        if deadlocked(exc):
             raise
         raise _refusal(exc, row) from None
     return row, True
@@ -336,6 +336,111 @@ def _save(row: Transfer) -> None:
         row.seq = found[0]
     row._state.adding = False
     row._state.db = DEFAULT_DB_ALIAS
+
+
+# --- linked transfers ----------------------------------------------------------------------------
+
+MAX_LINKED = 16
+
+
+def transfers_create_linked(
+    *, livemode: bool, specs: Sequence[TransferSpec], accounts_checked: bool = False
+) -> list[Transfer]:
+    """A few transfers that are made together or not at all, as one ``INSERT``: the database
+    checks them and takes their accounts' locks at the end of that statement, in id order, so
+    the accounts they share with every other writer (the hub's FX positions, say) stay locked
+    only from there to the commit, with no Python between. Every spec names its id (new ones:
+    a repeat is ``409 transfer_exists``). The accounts' existence, currency and mode are
+    checked first without a lock (one query; skipped when the caller has ``accounts_checked``),
+    since after a refused statement the caller's transaction can ask nothing more. For callers
+    that need no per-item answers; batches with per-item results use
+    ``transfers_create_batch``."""
+    if not 1 <= len(specs) <= MAX_LINKED:
+        raise errors.InvalidRequest(
+            f"Linked transfers are 1 to {MAX_LINKED}.", code="parameter_invalid", param="transfers"
+        )
+    now = timezone.now()
+    rows = []
+    for spec in specs:
+        if spec.id is None or spec.corrects is not None:
+            raise ValueError("linked transfers name their ids and correct nothing")
+        check_transfer_id(spec.id)
+        rows.append(_row(spec, livemode=livemode, now=now, corrects_seq=None))
+    if not accounts_checked:
+        _check_accounts(rows)
+    try:
+        # No savepoint of its own (a round trip while the accounts are locked): a refusal
+        # leaves the caller's transaction to be rolled back, as the caller's own error does.
+        with transaction.atomic(savepoint=False):
+            _save_many(rows)
+    except DatabaseError as exc:
+        if deadlocked(exc):
+            raise _race_lost() from None
+        if _violated(exc, "transfer_id_once"):
+            raise errors.Conflict(
+                "A transfer id of these was used before.", code="transfer_exists"
+            ) from None
+        raise _linked_refusal(exc, rows) from None
+    return rows
+
+
+def _save_many(rows: list[Transfer]) -> None:
+    db = connections[DEFAULT_DB_ALIAS]
+    if db.vendor != "postgresql":
+        for row in rows:
+            row.save(force_insert=True)
+        return
+    one = f"({', '.join(['%s'] * len(_COLUMNS))})"
+    statement = (
+        f"INSERT INTO settlement_transfer ({', '.join(_COLUMNS)}) "  # noqa: S608 (constant names)
+        f"VALUES {', '.join([one] * len(rows))} RETURNING seq"
+    )
+    values: list[Any] = []
+    for row in rows:
+        own = [getattr(row, name) for name in _COLUMNS]
+        own[_METADATA] = json.dumps(row.metadata) if row.metadata else "{}"
+        values.extend(own)
+    db.ensure_connection()
+    with db.wrap_database_errors, psycopg.Cursor(db.connection) as cursor:
+        cursor.execute(statement, values, prepare=True)
+        seqs = [found[0] for found in cursor.fetchall()]
+    for row, seq in zip(rows, seqs, strict=True):
+        row.seq = seq
+        row._state.adding = False
+        row._state.db = DEFAULT_DB_ALIAS
+
+
+def _check_accounts(rows: list[Transfer]) -> None:
+    """That every account exists in the rows' mode and holds their currency (one query)."""
+    ids = {row.debit_account_id for row in rows} | {row.credit_account_id for row in rows}
+    held = dict(
+        Account.objects.filter(pk__in=ids, livemode=rows[0].livemode).values_list("pk", "currency")
+    )
+    for row in rows:
+        for param, account_id in (
+            ("debit_account", row.debit_account_id),
+            ("credit_account", row.credit_account_id),
+        ):
+            if account_id not in held:
+                raise errors.InvalidRequest("No such account.", code="account_missing", param=param)
+            if held[account_id] != row.currency:
+                raise errors.InvalidRequest(
+                    f"The {param.replace('_', ' ')} holds {held[account_id]}, not {row.currency}.",
+                    code="currency_mismatch",
+                    param=param,
+                )
+
+
+def _linked_refusal(exc: DatabaseError, rows: list[Transfer]) -> errors.HubError | DatabaseError:
+    """The API's error for what the database refused, without asking it anything more (the
+    transaction is aborted)."""
+    if _violated(exc, "account_mismatch"):
+        return errors.InvalidRequest(
+            "The accounts do not take these transfers.", code="account_invalid"
+        )
+    if _violated(exc, "transfer_resolved_once"):
+        return exc
+    return _refusal(exc, rows[0])
 
 
 def _repeat(row: Transfer) -> Transfer:
@@ -610,12 +715,12 @@ def transfers_create_batch(
     *, livemode: bool, specs: Sequence[TransferSpec], atomic: bool
 ) -> list[ItemResult]:
     """Make up to 8,000 transfers in one transaction (see ``_batch``); tried again if PostgreSQL
-    broke a deadlock with a single transfer of the same id (``_deadlocked``)."""
+    broke a deadlock with a single transfer of the same id (``deadlocked``)."""
     for attempt in range(DEADLOCK_TRIES):
         try:
             return _batch(livemode=livemode, specs=specs, atomic=atomic)
         except DatabaseError as exc:
-            if not _deadlocked(exc):
+            if not deadlocked(exc):
                 raise
             if connection.in_atomic_block or attempt == DEADLOCK_TRIES - 1:
                 raise _race_lost() from None

@@ -37,7 +37,8 @@ class Account(models.Model):
         BANK_CASH = "bank_cash"
         # What a payment institution owes the hub until it settles: debit-normal.
         INSTITUTION_RECEIVABLE = "institution_receivable"
-        # The hub's position in one currency, bought and sold through conversions: debit-normal.
+        # The hub's position in one currency through conversions: credit-normal, so that its
+        # balance is what the hub bought in that currency less what it sold.
         FX_POSITION = "fx_position"
         FEES = "fees"  # credit-normal
         INSURANCE_PREMIUM = "insurance_premium"  # credit-normal
@@ -45,9 +46,7 @@ class Account(models.Model):
         SUSPENSE = "suspense"  # credit-normal: what cannot be placed yet
         EQUITY = "equity"  # credit-normal: opening balances and the hub's own funds
 
-    DEBIT_NORMAL = frozenset(
-        {Kind.BANK_CASH, Kind.INSTITUTION_RECEIVABLE, Kind.FX_POSITION, Kind.LOAN}
-    )
+    DEBIT_NORMAL = frozenset({Kind.BANK_CASH, Kind.INSTITUTION_RECEIVABLE, Kind.LOAN})
 
     id = models.CharField(
         primary_key=True, max_length=40, default=IdFactory("acct"), editable=False

@@ -17,7 +17,7 @@ The ledger transfers' ids follow from the payout's (``po_...-hold``, ``-post``, 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import timedelta
 from typing import Any
 
@@ -154,11 +154,14 @@ def _new_bank_account(
 # --- the hub's own accounts ----------------------------------------------------------------------
 
 
-def hub_account(*, kind: str, currency: str, livemode: bool, owner: Participant) -> Account:
-    """The hub's one account of ``kind`` in ``currency`` held for ``owner``, opened on first
-    use. Found without a lock; only opening one takes the owner's row (NO KEY UPDATE, which
-    events naming the owner do not wait for) as the mutex, so that two first uses open one."""
-    reference = f"hub:{kind}"
+def hub_account(
+    *, kind: str, currency: str, livemode: bool, owner: Participant, shard: int = 0
+) -> Account:
+    """The hub's one account of ``kind`` in ``currency`` held for ``owner`` (or one of its
+    ``shard``s: sub-accounts that share the writes of a busy account), opened on first use.
+    Found without a lock; only opening one takes the owner's row (NO KEY UPDATE, which events
+    naming the owner do not wait for) as the mutex, so that two first uses open one."""
+    reference = _hub_reference(kind, shard)
     same = {
         "kind": kind,
         "currency": currency,
@@ -177,6 +180,68 @@ def hub_account(*, kind: str, currency: str, livemode: bool, owner: Participant)
                 **same, debits_must_not_exceed_credits=kind == Kind.PAYOUT_CLEARING
             )
     return account
+
+
+def _hub_reference(kind: str, shard: int) -> str:
+    return f"hub:{kind}" if shard == 0 else f"hub:{kind}:{shard}"
+
+
+# The hub's own account ids by (mode, shard, kind, currency), per process: an account is never
+# deleted (the database refuses) and the hub's are never replaced, so an id, once committed,
+# stays right. Filled after the commit that saw it (never with a row a rollback could undo);
+# tests that empty the database clear it.
+_HUB_ACCOUNT_IDS: dict[tuple[bool, int, str, str], str] = {}
+
+
+def hub_account_ids_clear() -> None:
+    _HUB_ACCOUNT_IDS.clear()
+
+
+def hub_own_account_ids(
+    *, wanted: Iterable[tuple[str, str]], livemode: bool, shard: int = 0
+) -> dict[tuple[str, str], str]:
+    """The ids of ``hub_own_accounts``, from the process's memory once known."""
+    wanted = set(wanted)
+    known = {
+        (kind, currency): _HUB_ACCOUNT_IDS.get((livemode, shard, kind, currency))
+        for kind, currency in wanted
+    }
+    if all(known.values()):
+        return {key: value for key, value in known.items() if value is not None}
+    ids = {
+        key: account.pk
+        for key, account in hub_own_accounts(wanted=wanted, livemode=livemode, shard=shard).items()
+    }
+    transaction.on_commit(
+        lambda: _HUB_ACCOUNT_IDS.update(
+            {(livemode, shard, kind, currency): pk for (kind, currency), pk in ids.items()}
+        )
+    )
+    return ids
+
+
+def hub_own_accounts(
+    *, wanted: Iterable[tuple[str, str]], livemode: bool, shard: int = 0
+) -> dict[tuple[str, str], Account]:
+    """The hub's own accounts (held for its operator) of each (kind, currency) in ``wanted``,
+    found with one query and opened on first use (``hub_account``)."""
+    wanted = set(wanted)
+    found = {
+        (account.kind, account.currency): account
+        for account in Account.objects.filter(
+            livemode=livemode,
+            kind__in={kind for kind, _ in wanted},
+            currency__in={currency for _, currency in wanted},
+            reference__in={_hub_reference(kind, shard) for kind, _ in wanted},
+            owner__role=Role.OPERATOR,
+        )
+        if (account.kind, account.currency) in wanted
+    }
+    for kind, currency in wanted - set(found):
+        found[(kind, currency)] = hub_account(
+            kind=kind, currency=currency, livemode=livemode, owner=hub_operator(), shard=shard
+        )
+    return found
 
 
 def hub_operator() -> Participant:

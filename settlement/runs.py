@@ -44,7 +44,7 @@ from hub.services.events import event_emit, register_event_types
 from settlement.ledger import (
     DEADLOCK_TRIES,
     TransferSpec,
-    _deadlocked,
+    deadlocked,
     transfer_create,
     transfer_post,
     transfer_void,
@@ -57,7 +57,8 @@ from settlement.payouts import hub_account, hub_operator
 logger = logging.getLogger(__name__)
 Kind = Account.Kind
 
-register_event_types("settlement_run.completed")
+RUN_COMPLETED = "settlement_run.completed"
+register_event_types(RUN_COMPLETED)
 
 # How far back a run may be started: a run takes everything unsettled before its cutoff, so an
 # old day is never needed to settle what it left.
@@ -278,7 +279,7 @@ def _chunk(
                 return None if run is None else step(run)
         except (DatabaseError, errors.Conflict) as exc:
             retry = isinstance(exc, errors.Conflict) and exc.code == "transfer_id_race"
-            if not (retry or _deadlocked(exc)) or attempt == tries - 1:
+            if not (retry or deadlocked(exc)) or attempt == tries - 1:
                 raise
             logger.warning("settlement run %s: a chunk deadlocked; trying again", run_id)
             sleep(random.uniform(0.01, 0.05) * (attempt + 1))
@@ -435,7 +436,7 @@ def _complete(run_id: str, token: str) -> bool:
     run.lease_until = None
     run.save()
     event_emit(
-        type="settlement_run.completed",
+        type=RUN_COMPLETED,
         owner=run.institution,
         livemode=run.livemode,
         data=run_payload(run),

@@ -84,6 +84,14 @@ class Api:
         return self.post(path, body if body is not None else {}, key=key)
 
 
+@pytest.fixture(autouse=True)
+def _hub_account_ids_forgotten() -> None:
+    """The process's memory of the hub's account ids holds only across one database's life."""
+    from settlement.payouts import hub_account_ids_clear
+
+    hub_account_ids_clear()
+
+
 @pytest.fixture
 def api() -> Api:
     return Api()

@@ -9,6 +9,7 @@ from typing import Any
 
 from django.db import transaction
 
+from hub.fastinsert import insert
 from hub.jobs import enqueue_after_commit
 from hub.models import Event, Participant
 from hub.principal import Principal
@@ -59,13 +60,14 @@ def event_emit(
     mode = actor.livemode if actor is not None else livemode
     if mode is None:
         raise ValueError("an event needs a mode: pass actor or livemode")
-    event = Event.objects.create(
+    event = Event(
         type=type,
         participant=owner,
         livemode=mode,
         data=data,
         request_id=actor.request_id if actor is not None else "",
     )
+    insert(event)
     from hub.tasks import event_dispatch_task
 
     enqueue_after_commit(event_dispatch_task, event_id=event.pk)

@@ -47,4 +47,5 @@ def test_bench_settle_smoke() -> None:
     assert (result["bench"], result["smoke"], result["db"]) == ("settle", True, "postgresql")
     assert (result["payins"], result["merchants"], result["chunk"]) == (400, 10, 200)
     assert result["totals_checked"] is True
-    assert result["payins_per_s"] > 0 and result["baseline_per_s"] > 0
+    assert result["payins_per_s"] > 0
+    assert result["baseline_per_s"] > 0

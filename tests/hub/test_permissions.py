@@ -26,6 +26,7 @@ from django.db import transaction
 from django.urls import URLPattern, get_resolver, reverse
 from django.utils import timezone
 
+from fx.models import FxConversion, FxQuote
 from hub.api.base import HubAPIView
 from hub.crypto import encrypt
 from hub.models import (
@@ -312,6 +313,83 @@ def _run(tenant: Tenant) -> str:
     return run.pk
 
 
+# fx
+
+A_QUOTE = {
+    "sell": {"currency": "CNY", "amount": "10.00"},
+    "buy": {"currency": "KRW"},
+    "lock_seconds": 60,
+}
+
+
+def _fx_quote(tenant: Tenant) -> FxQuote:
+    owner = tenant.participant
+    merchant = owner if owner.role == "merchant" else make_participant(role="merchant")
+    return FxQuote.objects.create(
+        livemode=False,
+        merchant=merchant,
+        sell_currency="CNY",
+        buy_currency="KRW",
+        fixed_side="sell",
+        sell_amount=10_00,
+        margin_amount=5,
+        buy_amount=1900,
+        reference_rate="190.5",
+        rate_source="ECB",
+        rate_date=date(2026, 10, 30),
+        margin_bps=50,
+        tier="standard",
+        expires_at=timezone.now() + timedelta(minutes=5),
+    )
+
+
+def _merchant_accounts(merchant: Participant) -> tuple[str, str]:
+    cny, krw = (
+        Account.objects.create(
+            livemode=False, owner=merchant, currency=currency, kind="merchant_settlement"
+        ).pk
+        for currency in ("CNY", "KRW")
+    )
+    return cny, krw
+
+
+def a_conversion(tenants: dict[str, Tenant]) -> dict[str, Any]:
+    quote = _fx_quote(tenants["merchant"])
+    cny = _funded(tenants["merchant"].participant)
+    krw = Account.objects.create(
+        livemode=False, owner=quote.merchant, currency="KRW", kind="merchant_settlement"
+    ).pk
+    return {"quote": quote.pk, "sell_account": cny, "buy_account": krw, "reference": "matrix"}
+
+
+def _fx_conversion(tenant: Tenant) -> str:
+    quote = _fx_quote(tenant)
+    cny, krw = _merchant_accounts(quote.merchant)
+    conversion = FxConversion.objects.create(
+        livemode=False,
+        merchant=quote.merchant,
+        quote=quote,
+        sell_account_id=cny,
+        buy_account_id=krw,
+        sell_currency="CNY",
+        buy_currency="KRW",
+        sell_amount=quote.sell_amount,
+        margin_amount=quote.margin_amount,
+        buy_amount=quote.buy_amount,
+        reference=f"matrix-{quote.pk[-12:]}",
+    )
+    return conversion.pk
+
+
+def a_tier(tenants: dict[str, Tenant]) -> dict[str, Any]:
+    return {"merchant": tenants["merchant"].id, "tier": "premier"}
+
+
+def an_auto_conversion(tenants: dict[str, Tenant]) -> dict[str, Any]:
+    cny, krw = _merchant_accounts(tenants["merchant"].participant)
+    return {"from_account": krw, "to_account": cny}
+
+
 # fmt: off
 TABLE = [
     #   method  URL name                   allowed   ok   object in the URL   body
@@ -394,6 +472,20 @@ TABLE = [
     Row("GET",  "settlement_run",          RUN_READERS, 200, "settlement_run", echo=True),
     Row("GET",  "settlement_run_report",   RUN_READERS, 200, "settlement_run"),
     # -- end of payins, refunds, fees and settlement runs --
+    # -- fx (rows below) --
+    # Rates need their parameters: 400 once access is granted.
+    Row("GET",  "fx_rates",                ALL,      400),
+    Row("GET",  "fx_rates_history",        ALL,      400),
+    Row("POST", "fx_quotes",               MERCHANT, 201, None,               A_QUOTE),
+    Row("GET",  "fx_quote",                ACCOUNTANTS, 200, "fx_quote",     echo=True),
+    Row("GET",  "fx_conversions",          ACCOUNTANTS),
+    Row("POST", "fx_conversions",          MERCHANT, 201, None,               a_conversion),
+    Row("GET",  "fx_conversion",           ACCOUNTANTS, 200, "fx_conversion", echo=True),
+    Row("POST", "fx_tiers",                OPERATOR, 200, None,               a_tier),
+    Row("GET",  "fx_auto_conversions",     ACCOUNTANTS),
+    Row("POST", "fx_auto_conversions",     MERCHANT, 201, None,               an_auto_conversion),
+    Row("GET",  "fx_report_daily",         OPERATOR, 400),
+    # -- end of fx --
     # Institutions authenticate notifications by signature, not API key: unsigned is 401 for all.
     Row("POST", "inbound_webhook",         ALL,      401, "inbound_connection", auth=PUBLIC),
 ]
@@ -594,6 +686,8 @@ MAKERS: dict[str, Callable[[Tenant], str]] = {
     "payin": lambda tenant: _payin(tenant).pk,
     "refund": _refund,
     "settlement_run": _run,
+    "fx_quote": lambda tenant: _fx_quote(tenant).pk,
+    "fx_conversion": _fx_conversion,
     "account": _account_of,
     "transfer": _transfer,
     "pending_transfer": lambda tenant: _transfer(tenant, pending=True),

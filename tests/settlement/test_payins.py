@@ -379,7 +379,7 @@ def test_a_refused_refund_after_settlement_releases_the_hold(shop: Shop):
     assert refund_submit(refund_id=refund["id"]) == "pending"
     [at_institution] = shop.ctl.refunds()
     shop.ctl.post(f"/refunds/{at_institution['id']}/settle", {"failure_reason": "expired_card"})
-    operation_sync(operation_id=Refund.objects.get().operation_id)
+    operation_sync(operation_id=str(Refund.objects.get().operation_id))
 
     stored = Refund.objects.get()
     assert (stored.status, stored.adjustment) == ("failed", 0)
@@ -400,7 +400,7 @@ def test_a_netted_refund_refused_after_settlement_gives_the_money_back(shop: Sho
 
     [at_institution] = shop.ctl.refunds()
     shop.ctl.post(f"/refunds/{at_institution['id']}/settle", {"failure_reason": "closed"})
-    operation_sync(operation_id=Refund.objects.get().operation_id)
+    operation_sync(operation_id=str(Refund.objects.get().operation_id))
 
     assert columns(shop.account()) == (0, 150000, 0, 0)
     assert columns(shop.receivable()) == (150000, 0, 0, 0)

@@ -417,7 +417,7 @@ def test_a_worker_killed_mid_run_settles_every_payin_once(
     # Beat, on a fresh worker once the dead one's lease has run out, takes the run over.
     restarted = celery_worker_factory(**knobs)
     wait_until(
-        lambda: SettlementRun.objects.get(pk=run_id).lease_until < timezone.now(),
+        lambda: SettlementRun.objects.filter(pk=run_id, lease_until__lt=timezone.now()).exists(),
         timeout=10,
         what="lease",
     )

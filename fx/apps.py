@@ -1,0 +1,13 @@
+from django.apps import AppConfig
+
+
+class FxConfig(AppConfig):
+    name = "fx"
+    label = "fx"
+    verbose_name = "FX"
+    default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from fx import auto
+
+        auto.register_handlers()
