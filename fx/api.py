@@ -44,18 +44,35 @@ EVERYONE = frozenset(Role.values)
 REFERENCE = r"^[A-Za-z0-9_.:-]{1,64}$"
 
 
-def _date_param(request: Request, name: str, default: date | None = None) -> date:
+# Days a report can be asked for: the ECB's data begins on the first, and the day after the
+# last must still be a date.
+REPORT_DAYS = (date(1999, 1, 4), date(9998, 12, 31))
+
+
+def _date_param(
+    request: Request,
+    name: str,
+    default: date | None = None,
+    bounds: tuple[date, date] | None = None,
+) -> date:
     raw = request.query_params.get(name)
     if raw is None and default is not None:
         return default
     try:
         if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", raw or ""):
             raise ValueError(raw)
-        return date.fromisoformat(raw or "")
+        value = date.fromisoformat(raw or "")
     except ValueError:
         raise errors.InvalidRequest(
             f"{name} is a date, YYYY-MM-DD.", code="parameter_invalid", param=name
         ) from None
+    if bounds is not None and not bounds[0] <= value <= bounds[1]:
+        raise errors.InvalidRequest(
+            f"{name} is from {bounds[0].isoformat()} to {bounds[1].isoformat()}.",
+            code="parameter_invalid",
+            param=name,
+        )
+    return value
 
 
 def _money(minor: int, currency: str) -> dict[str, str]:
@@ -512,7 +529,9 @@ class DailyReportView(_FileFormat):
     )
     def get(self, request: Request) -> Any:
         fmt = self.file_format(request)
-        report = fx_daily_report(day=_date_param(request, "date"), livemode=self.actor.livemode)
+        report = fx_daily_report(
+            day=_date_param(request, "date", bounds=REPORT_DAYS), livemode=self.actor.livemode
+        )
         if fmt == "csv":
             columns = list(report.lines[0]) if report.lines else ["currency"]
             return self.csv_response(

@@ -5,6 +5,7 @@ one conversion per run and account, whose reference makes a repeat harmless)."""
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 
 from django.db import IntegrityError, transaction
 from django.db.models import F, Sum
@@ -129,6 +130,18 @@ def auto_convert_run(*, run_id: str) -> list[str]:
             continue
         made.append(conversion.pk)
     return made
+
+
+def auto_convert_recent(*, days: int = 2) -> int:
+    """What a lost task left: every run completed in the last ``days`` days, again (each run
+    and account is converted once whatever happens)."""
+    since = timezone.now() - timedelta(days=days)
+    runs = SettlementRun.objects.filter(
+        status=SettlementRun.Status.COMPLETED, completed_at__gte=since
+    ).values_list("pk", flat=True)
+    if not AutoConversion.objects.filter(enabled=True).exists():
+        return 0
+    return sum(len(auto_convert_run(run_id=run_id)) for run_id in runs)
 
 
 def _on_run_completed(event: Event) -> None:

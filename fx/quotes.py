@@ -359,7 +359,9 @@ def _move(conversion: FxConversion) -> None:
             )
         )
     # The merchant's accounts were checked above; the hub's are its own.
-    transfers_create_linked(livemode=livemode, specs=specs, accounts_checked=True)
+    transfers_create_linked(
+        livemode=livemode, specs=specs, accounts_checked=True, now=conversion.created_at
+    )
 
 
 def conversion_payload(conversion: FxConversion) -> dict[str, Any]:

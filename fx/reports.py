@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
-from decimal import Decimal
+from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -71,6 +71,8 @@ def fx_daily_report(*, day: date, livemode: bool) -> DailyReport:
         ).values_list("sell_currency", "buy_currency", "sell_amount", "margin_amount", "buy_amount")
     )
     frame = pd.DataFrame(rows, columns=["sell_currency", "buy_currency", "sell", "margin", "buy"])
+    # Python integers (object columns): int64 sums would wrap silently at large volumes.
+    frame = frame.astype({"sell": object, "margin": object, "buy": object})
     frame["bought"] = frame["sell"] - frame["margin"]  # what the hub's position took in
     bought = frame.groupby("sell_currency")["bought"].sum()
     margin = frame.groupby("sell_currency")["margin"].sum()
@@ -93,13 +95,14 @@ def fx_daily_report(*, day: date, livemode: bool) -> DailyReport:
     previous = day - timedelta(days=1)
     revaluation = _value(closing, day) - _value(opening, previous)
     income = _value({c: int(margin.get(c, 0)) for c in currencies}, day)
-    exponent = currency_exponent(REPORT_CURRENCY)
-    pnl = (revaluation + income).quantize(Decimal(1).scaleb(-exponent))
+    unit = Decimal(1).scaleb(-currency_exponent(REPORT_CURRENCY))
+    income_shown = income.quantize(unit, rounding=ROUND_HALF_EVEN)
+    revaluation_shown = revaluation.quantize(unit, rounding=ROUND_HALF_EVEN)
     totals = {
         "currency": REPORT_CURRENCY,
-        "margin_income": str(income.quantize(Decimal(1).scaleb(-exponent))),
-        "revaluation": str(revaluation.quantize(Decimal(1).scaleb(-exponent))),
-        "pnl": str(pnl),
+        "margin_income": str(income_shown),
+        "revaluation": str(revaluation_shown),
+        "pnl": str(income_shown + revaluation_shown),  # the two as shown add up
     }
     return DailyReport(day=day, lines=lines, totals=totals)
 

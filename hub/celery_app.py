@@ -56,6 +56,9 @@ def _schedule(sender: Celery, **kwargs: object) -> None:
         name="payins sweep",
     )
     sender.add_periodic_task(
+        300.0, sender.signature("hub.fx_auto_convert_sweep"), name="fx auto-conversion sweep"
+    )
+    sender.add_periodic_task(
         settings.HUB["SETTLEMENT_RUNS_SECONDS"],
         sender.signature("hub.settlement_runs"),
         name="settlement runs",

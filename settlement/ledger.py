@@ -102,6 +102,12 @@ def account_create(
         )
     if not owner.is_active:
         raise errors.Conflict(f"The owner is {owner.status}.", code="participant_inactive")
+    if reference.startswith("hub:"):
+        raise errors.InvalidRequest(
+            "References starting with hub: name the hub's own accounts.",
+            code="reference_reserved",
+            param="reference",
+        )
     no_overdraft = kind in NO_OVERDRAFT
     if not actor.is_operator and debits_must_not_exceed_credits is False:
         raise errors.PermissionDenied(
@@ -344,7 +350,11 @@ MAX_LINKED = 16
 
 
 def transfers_create_linked(
-    *, livemode: bool, specs: Sequence[TransferSpec], accounts_checked: bool = False
+    *,
+    livemode: bool,
+    specs: Sequence[TransferSpec],
+    accounts_checked: bool = False,
+    now: datetime | None = None,
 ) -> list[Transfer]:
     """A few transfers that are made together or not at all, as one ``INSERT``: the database
     checks them and takes their accounts' locks at the end of that statement, in id order, so
@@ -354,12 +364,13 @@ def transfers_create_linked(
     checked first without a lock (one query; skipped when the caller has ``accounts_checked``),
     since after a refused statement the caller's transaction can ask nothing more. For callers
     that need no per-item answers; batches with per-item results use
-    ``transfers_create_batch``."""
+    ``transfers_create_batch``. ``now`` stamps them with the time of the caller's own record
+    (so that the two fall on the same day)."""
     if not 1 <= len(specs) <= MAX_LINKED:
         raise errors.InvalidRequest(
             f"Linked transfers are 1 to {MAX_LINKED}.", code="parameter_invalid", param="transfers"
         )
-    now = timezone.now()
+    now = now or timezone.now()
     rows = []
     for spec in specs:
         if spec.id is None or spec.corrects is not None:

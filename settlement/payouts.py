@@ -233,7 +233,10 @@ def hub_own_accounts(
             kind__in={kind for kind, _ in wanted},
             currency__in={currency for _, currency in wanted},
             reference__in={_hub_reference(kind, shard) for kind, _ in wanted},
-            owner__role=Role.OPERATOR,
+            # The hub's operator (the first one), as hub_account opens them.
+            owner__in=Participant.objects.filter(role=Role.OPERATOR).order_by("created_at", "pk")[
+                :1
+            ],
         )
         if (account.kind, account.currency) in wanted
     }

@@ -203,3 +203,57 @@ def test_quotes_and_conversions_are_their_merchants(
     listed = api.get("/v1/fx/conversions", key=tenants["other_merchant"].key).json()
     assert listed["data"] == []
     assert FxQuote.objects.get().status == "used"
+
+
+def test_a_lost_auto_conversion_task_is_made_up_by_the_sweep(
+    desk: Desk, tenants: dict[str, Tenant], api: Api, monkeypatch: pytest.MonkeyPatch
+):
+    from fx.auto import auto_convert_recent
+
+    monkeypatch.setattr("fx.auto.enqueue_after_commit", lambda *a, **kw: None)  # the task is lost
+    api.post(
+        "/v1/fx/auto_conversions",
+        {"from_account": desk.krw.pk, "to_account": desk.cny.pk},
+        key=desk.merchant.key,
+    )
+    conn = connect(
+        operator=tenants["operator"].participant,
+        participant=tenants["payment_institution"].participant,
+        adapter="stripe_like",
+        base_url="http://127.0.0.1:9",
+    )
+    day, inside = yesterday()
+    paid_payins(connection=conn, account=desk.krw, amounts=[90000], succeeded_at=inside)
+    run, _ = settlement_run_start(
+        institution_id=tenants["payment_institution"].id,
+        currency="KRW",
+        business_date=day,
+        livemode=False,
+    )
+    settlement_run_execute(run_id=run.pk)
+    assert FxConversion.objects.count() == 0
+
+    assert auto_convert_recent() == 1
+    assert auto_convert_recent() == 0
+    [conversion] = FxConversion.objects.all()
+    assert (conversion.sell_amount, conversion.metadata) == (90000, {"settlement_run": run.pk})
+
+
+@pytest.mark.parametrize("day", ["0001-01-01", "1999-01-03", "9999-12-31", "20261101"])
+def test_a_report_day_out_of_range_is_refused(tenants: dict[str, Tenant], api: Api, day: str):
+    response = api.get(f"/v1/fx/reports/daily?date={day}", key=tenants["operator"].key)
+    assert (response.status_code, error_of(response)["code"], error_of(response)["param"]) == (
+        400,
+        "parameter_invalid",
+        "date",
+    )
+
+
+def test_the_hubs_own_references_are_reserved(tenants: dict[str, Tenant], api: Api):
+    response = api.post(
+        "/v1/accounts",
+        {"currency": "CNY", "kind": "fees", "reference": "hub:fees"},
+        key=tenants["operator"].key,
+    )
+    assert (response.status_code, error_of(response)["code"]) == (400, "reference_reserved")
+    assert not Account.objects.filter(reference="hub:fees").exists()

@@ -469,6 +469,7 @@ def test_beat_schedules_every_periodic_task_even_if_the_app_is_finalized_before_
     assert "raised" not in done.stderr, done.stderr
     assert json.loads(done.stdout.strip().splitlines()[-1]) == [
         ["adapter operation repair", "hub.adapter_repair", 10.0],
+        ["fx auto-conversion sweep", "hub.fx_auto_convert_sweep", 300.0],
         ["idempotency purge", "hub.idempotency_purge", 3600.0],
         ["inbound notifications apply", "hub.inbound_apply", 5.0],
         ["ledger holds expiry", "hub.ledger_expire_holds", 10.0],
