@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import random
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
@@ -278,12 +279,28 @@ def _insert_one(row: Transfer) -> tuple[Transfer, bool]:
     raise AssertionError("unreachable")
 
 
+_local = threading.local()
+
+
+@contextmanager
+def savepoints_off() -> Iterator[None]:
+    """Single transfers made inside the ``with`` make no savepoint of their own: for a caller
+    whose transaction is rolled back whole on any refusal (a settlement run's chunk of hundreds
+    of transfers), since a transaction with more than 64 subtransactions makes every snapshot
+    in the database slower to check. A refusal then leaves that transaction unusable."""
+    _local.savepoints_off = True
+    try:
+        yield
+    finally:
+        _local.savepoints_off = False
+
+
 def _insert_one_try(row: Transfer) -> tuple[Transfer, bool]:
     try:
         # Outside a transaction the insert commits by itself (one round trip); inside one, a
         # savepoint keeps the caller's transaction usable after a refusal.
         if connection.in_atomic_block:
-            with transaction.atomic():
+            with transaction.atomic(savepoint=not getattr(_local, "savepoints_off", False)):
                 _save(row)
         else:
             _save(row)

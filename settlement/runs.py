@@ -45,6 +45,7 @@ from settlement.ledger import (
     DEADLOCK_TRIES,
     TransferSpec,
     deadlocked,
+    savepoints_off,
     transfer_create,
     transfer_post,
     transfer_void,
@@ -274,7 +275,7 @@ def _chunk(
     writer outside the run. None: the run is no longer this worker's."""
     for attempt in range(tries):
         try:
-            with transaction.atomic(durable=True):
+            with transaction.atomic(durable=True), savepoints_off():
                 run = _held(run_id, token)
                 return None if run is None else step(run)
         except (DatabaseError, errors.Conflict) as exc:

@@ -94,3 +94,34 @@ def test_a_wrong_currency_or_a_used_id_is_refused(books):
         transfers_create_linked(livemode=False, specs=specs)
     assert again.value.code == "transfer_exists"
     assert Transfer.objects.filter(id__in=["l-1", "l-2"]).count() == 2
+
+
+def test_without_savepoints_a_refusal_spoils_the_callers_transaction(books):
+    from django.db import connection
+    from django.db.transaction import TransactionManagementError
+
+    from settlement.ledger import savepoints_off
+
+    too_much = TransferSpec(
+        debit_account_id=books["merchant"].pk,
+        credit_account_id=books["position"].pk,
+        amount=500_00,
+        currency="CNY",
+    )
+    # With its savepoint (the default) the caller's transaction goes on after a refusal.
+    with transaction.atomic():
+        with pytest.raises(errors.HubError):
+            transfer_create(livemode=False, spec=too_much)
+        assert Transfer.objects.count() == 1
+
+    # Without, it must be rolled back whole, as a settlement run's chunk is.
+    def spoiled() -> None:
+        with transaction.atomic(), savepoints_off():
+            with pytest.raises(errors.HubError):
+                transfer_create(livemode=False, spec=too_much)
+            Transfer.objects.count()
+
+    with pytest.raises(TransactionManagementError):
+        spoiled()
+    assert not connection.needs_rollback
+    assert columns(books["merchant"]) == (0, 100_00, 0, 0)
