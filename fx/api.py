@@ -3,17 +3,13 @@ auto-conversion and the operator's daily report."""
 
 from __future__ import annotations
 
-import csv
-import io
 import re
 from datetime import date
 from typing import Any
 
-from django.http import HttpResponse
 from django.utils import timezone
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers
-from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 
@@ -24,6 +20,7 @@ from fx.rates import check_pair, latest_rate, rate_history, reference_rate
 from fx.reports import fx_daily_report, report_lines_as_money
 from hub import errors
 from hub.api.base import HubAPIView
+from hub.api.exports import ExportView, csv_response
 from hub.api.pagination import LIST_PARAMETERS, list_body, paginate
 from hub.api.permissions import Rule
 from hub.api.serializers import (
@@ -83,34 +80,6 @@ def _stamp(value: Any) -> str:
     return str(TimestampField().to_representation(value))
 
 
-class _FileFormat(HubAPIView):
-    def perform_content_negotiation(
-        self, request: Request, force: bool = False
-    ) -> tuple[BaseRenderer, str]:
-        # ``format`` names the export's file format, not a DRF renderer; errors stay JSON.
-        renderer = JSONRenderer()
-        return renderer, renderer.media_type
-
-    @staticmethod
-    def file_format(request: Request) -> str:
-        fmt = request.query_params.get("format", "json")
-        if fmt not in ("json", "csv"):
-            raise errors.InvalidRequest(
-                "format is json or csv.", code="parameter_invalid", param="format"
-            )
-        return fmt
-
-    @staticmethod
-    def csv_response(header: list[str], rows: list[list[Any]], filename: str) -> HttpResponse:
-        out = io.StringIO()
-        writer = csv.writer(out, lineterminator="\r\n")
-        writer.writerow(header)
-        writer.writerows(rows)
-        response = HttpResponse(out.getvalue(), content_type="text/csv; charset=utf-8")
-        response["Content-Disposition"] = f'attachment; filename="{filename}"'
-        return response
-
-
 # --- rates ---------------------------------------------------------------------------------------
 
 
@@ -149,7 +118,7 @@ class RateView(HubAPIView):
         )
 
 
-class RateHistoryView(_FileFormat):
+class RateHistoryView(ExportView):
     access = {"GET": Rule(EVERYONE, "fx:read")}
 
     @extend_schema(
@@ -175,7 +144,7 @@ class RateHistoryView(_FileFormat):
             for n, rate in enumerate(history)
         ]
         if fmt == "csv":
-            return self.csv_response(
+            return csv_response(
                 ["day", "base", "quote", "rate", "rate_date", "source"],
                 [[day, base, quote, str(r.rate), r.date.isoformat(), r.source] for day, r in rows],
                 f"{base}{quote}-{start.isoformat()}-{end.isoformat()}.csv",
@@ -517,7 +486,7 @@ class AutoConversionListView(HubAPIView):
         return Response(AutoConversionOut(rule).data, status=201 if created else 200)
 
 
-class DailyReportView(_FileFormat):
+class DailyReportView(ExportView):
     access = {"GET": Rule(OPERATOR, "fx:read")}
 
     @extend_schema(
@@ -534,7 +503,7 @@ class DailyReportView(_FileFormat):
         )
         if fmt == "csv":
             columns = list(report.lines[0]) if report.lines else ["currency"]
-            return self.csv_response(
+            return csv_response(
                 columns,
                 [
                     [

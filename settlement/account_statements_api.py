@@ -9,10 +9,9 @@ from django.http import HttpResponse
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
-from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.request import Request
 
-from hub.api.base import HubAPIView
+from hub.api.exports import ExportView
 from hub.api.permissions import Rule
 from settlement.account_statements import (
     DEFAULT_TIME_ZONES,
@@ -32,16 +31,8 @@ from settlement.selectors import account_get
 _ZONES = ", ".join(f"{zone} for {currency}" for currency, zone in DEFAULT_TIME_ZONES.items())
 
 
-class AccountStatementView(HubAPIView):
+class AccountStatementView(ExportView):
     access = {"GET": Rule(LEDGER_ROLES, "accounts:read")}
-
-    def perform_content_negotiation(
-        self, request: Request, force: bool = False
-    ) -> tuple[BaseRenderer, str]:
-        # ``format`` names the statement's file format here, not one of DRF's renderers (which
-        # would answer ?format=csv with a 404); errors are JSON whatever was asked for.
-        renderer = JSONRenderer()
-        return renderer, renderer.media_type
 
     @extend_schema(
         parameters=[

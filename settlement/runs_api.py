@@ -3,20 +3,17 @@ every day after the cutoff) and sets the hub's fees; an institution reads its ow
 
 from __future__ import annotations
 
-import csv
-import io
 from typing import Any
 
 from django.db.models import QuerySet
-from django.http import HttpResponse
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers
-from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from hub import errors
 from hub.api.base import HubAPIView
+from hub.api.exports import ExportView, csv_response
 from hub.api.pagination import LIST_PARAMETERS, choice_param, list_body, paginate
 from hub.api.permissions import Rule
 from hub.api.serializers import MoneyField, ObjectTypeField, StrictSerializer, TimestampField
@@ -157,15 +154,8 @@ REPORT_COLUMNS = (
 AMOUNT_COLUMNS = frozenset({"gross", "refunds_netted", "fees", "credited", "adjustments"})
 
 
-class RunReportView(HubAPIView):
+class RunReportView(ExportView):
     access = {"GET": Rule(RUN_READERS, "settlement_runs:read")}
-
-    def perform_content_negotiation(
-        self, request: Request, force: bool = False
-    ) -> tuple[BaseRenderer, str]:
-        # ``format`` names the report's file format, not a DRF renderer; errors stay JSON.
-        renderer = JSONRenderer()
-        return renderer, renderer.media_type
 
     @extend_schema(
         parameters=[OpenApiParameter("format", str, enum=["json", "csv"])],
@@ -176,11 +166,7 @@ class RunReportView(HubAPIView):
         run = runs_visible(actor=self.actor).filter(pk=run_id).first()
         if run is None:
             raise errors.NotFound()
-        fmt = request.query_params.get("format", "json")
-        if fmt not in ("json", "csv"):
-            raise errors.InvalidRequest(
-                "format is json or csv.", code="parameter_invalid", param="format"
-            )
+        fmt = self.file_format(request)
         if run.status != SettlementRun.Status.COMPLETED:
             raise errors.Conflict("The run is still running.", code="run_not_completed")
         lines = run_report(run)
@@ -198,21 +184,18 @@ class RunReportView(HubAPIView):
                     ],
                 }
             )
-        out = io.StringIO()
-        writer = csv.writer(out, lineterminator="\r\n")
-        writer.writerow([*REPORT_COLUMNS, "currency"])
-        for line in lines:
-            writer.writerow(
+        return csv_response(
+            [*REPORT_COLUMNS, "currency"],
+            (
                 [
                     format_amount(line[key], run.currency) if key in AMOUNT_COLUMNS else line[key]
                     for key in REPORT_COLUMNS
                 ]
                 + [run.currency]
-            )
-        response = HttpResponse(out.getvalue(), content_type="text/csv; charset=utf-8")
-        response["Content-Disposition"] = f'attachment; filename="{run.pk}.csv"'
-        response["Cache-Control"] = "private, no-store"
-        return response
+                for line in lines
+            ),
+            f"{run.pk}.csv",
+        )
 
 
 class FeeRuleOut(serializers.Serializer):
