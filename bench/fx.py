@@ -11,6 +11,7 @@ conversion; and `GET /v1/health` at the same concurrency for REST.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import math
 import os
@@ -51,7 +52,9 @@ def add_arguments(parser: ArgumentParser) -> None:
 async def _rest(port: int, clients: int, seconds: float, work: list[list[str]]) -> dict[str, Any]:
     host = f"{HOST}:{port}"
     health = encode_request("GET", "/v1/health", host=host)
-    taken = iter(range(len(work)))
+    # A quote per request; should they ever run out, the answers (409 quote_used) count as
+    # errors rather than stopping the client.
+    taken = itertools.cycle(range(len(work)))
 
     def baseline(client: int, seq: int) -> tuple[str, bytes]:
         return "health", health
@@ -141,8 +144,9 @@ def run(options: dict[str, Any], log: Log) -> dict[str, Any]:
     processes = max(1, min(int(options.get("processes") or 2), threads))
     rest_seconds = 1.0 if smoke else float(options.get("rest_seconds") or 10.0)
     workers = int(options.get("workers") or 3)
-    # Enough quotes for the REST phase at well over any rate this machine reaches.
-    rest_quotes = 400 if smoke else int(rest_seconds * 2000) + 4000
+    # Quotes for the REST phase and its warm-up second at 2,000 a second, well over what this
+    # machine makes.
+    rest_quotes = int((rest_seconds + 1) * 2000) + 1000
     loadavg_before = round(os.getloadavg()[0], 2)
     result: dict[str, Any] = {"bench": "fx"}
     with scratch_hub(options, database=DATABASE, name="fx", log=log) as hub:
