@@ -251,27 +251,25 @@ def conversion_create(
     now = timezone.now()
     if quote.expires_at <= now:
         raise errors.Conflict("The quote has expired.", code="quote_expired", param="quote")
-    accounts = {
-        account.pk: account
-        for account in Account.objects.filter(
+    held = dict(
+        Account.objects.filter(
             pk__in=(sell_account_id, buy_account_id),
             owner=merchant,
             livemode=actor.livemode,
             kind=Kind.MERCHANT_SETTLEMENT,
-        )
-    }
+        ).values_list("pk", "currency")
+    )
     for param, account_id, currency in (
         ("sell_account", sell_account_id, quote.sell_currency),
         ("buy_account", buy_account_id, quote.buy_currency),
     ):
-        account = accounts.get(account_id)
-        if account is None:
+        if account_id not in held:
             raise errors.InvalidRequest(
                 "No such settlement account.", code="account_missing", param=param
             )
-        if account.currency != currency:
+        if held[account_id] != currency:
             raise errors.InvalidRequest(
-                f"The {param.replace('_', ' ')} is in {account.currency}, not {currency}.",
+                f"The {param.replace('_', ' ')} is in {held[account_id]}, not {currency}.",
                 code="currency_mismatch",
                 param=param,
             )
