@@ -31,7 +31,7 @@ from hub.api.serializers import (
     TimestampField,
 )
 from hub.models import Role
-from hub.money import format_amount, parse_amount
+from hub.money import format_amount, money_payload, parse_amount
 from hub.principal import Principal
 
 MERCHANT = frozenset({Role.MERCHANT})
@@ -70,10 +70,6 @@ def _date_param(
             param=name,
         )
     return value
-
-
-def _money(minor: int, currency: str) -> dict[str, str]:
-    return {"amount": format_amount(minor, currency), "currency": currency}
 
 
 def _stamp(value: Any) -> str:
@@ -203,8 +199,8 @@ class QuoteOut(serializers.Serializer):
             "object": "fx_quote",
             "livemode": quote.livemode,
             "merchant": quote.merchant_id,
-            "sell": _money(quote.sell_amount, sell),
-            "buy": _money(quote.buy_amount, buy),
+            "sell": money_payload(quote.sell_amount, sell),
+            "buy": money_payload(quote.buy_amount, buy),
             "fixed_side": quote.fixed_side,
             "reference_rate": {
                 "rate": quote.reference_rate,
@@ -214,7 +210,7 @@ class QuoteOut(serializers.Serializer):
             "margin": {
                 "bps": quote.margin_bps,
                 "tier": quote.tier,
-                "amount": _money(quote.margin_amount, sell),
+                "amount": money_payload(quote.margin_amount, sell),
             },
             "all_in_rate": str(quote.all_in_rate),
             "rounding": rounding_of(quote),
@@ -223,9 +219,9 @@ class QuoteOut(serializers.Serializer):
             else [
                 {
                     "reference": order["reference"],
-                    "sell": _money(order["sell"], sell),
-                    "margin": _money(order["margin"], sell),
-                    "buy": _money(order["buy"], buy),
+                    "sell": money_payload(order["sell"], sell),
+                    "margin": money_payload(order["margin"], sell),
+                    "buy": money_payload(order["buy"], buy),
                 }
                 for order in quote.orders
             ],
@@ -352,9 +348,9 @@ class ConversionOut(serializers.Serializer):
             "quote": conversion.quote_id,
             "sell_account": conversion.sell_account_id,
             "buy_account": conversion.buy_account_id,
-            "sell": _money(conversion.sell_amount, conversion.sell_currency),
-            "margin": _money(conversion.margin_amount, conversion.sell_currency),
-            "buy": _money(conversion.buy_amount, conversion.buy_currency),
+            "sell": money_payload(conversion.sell_amount, conversion.sell_currency),
+            "margin": money_payload(conversion.margin_amount, conversion.sell_currency),
+            "buy": money_payload(conversion.buy_amount, conversion.buy_currency),
             "transfers": transfers,
             "reference": conversion.reference,
             "metadata": conversion.metadata,

@@ -32,7 +32,7 @@ from fx.rates import check_pair, fresh_rate
 from hub import errors
 from hub.conf import hub_settings
 from hub.fastinsert import insert
-from hub.money import currency_exponent, format_amount
+from hub.money import currency_exponent, format_amount, money_payload
 from hub.principal import Principal
 from hub.services.events import event_emit, register_event_types
 from settlement.ledger import TransferSpec, transfers_create_linked
@@ -92,14 +92,8 @@ def tier_of(merchant_id: str) -> tuple[str, int]:
 def quote_payload(quote: FxQuote) -> dict[str, Any]:
     return {
         "id": quote.pk,
-        "sell": {
-            "amount": format_amount(quote.sell_amount, quote.sell_currency),
-            "currency": quote.sell_currency,
-        },
-        "buy": {
-            "amount": format_amount(quote.buy_amount, quote.buy_currency),
-            "currency": quote.buy_currency,
-        },
+        "sell": money_payload(quote.sell_amount, quote.sell_currency),
+        "buy": money_payload(quote.buy_amount, quote.buy_currency),
         "status": quote.status,
     }
 
@@ -366,14 +360,8 @@ def conversion_payload(conversion: FxConversion) -> dict[str, Any]:
     return {
         "id": conversion.pk,
         "quote": conversion.quote_id,
-        "sell": {
-            "amount": format_amount(conversion.sell_amount, conversion.sell_currency),
-            "currency": conversion.sell_currency,
-        },
-        "buy": {
-            "amount": format_amount(conversion.buy_amount, conversion.buy_currency),
-            "currency": conversion.buy_currency,
-        },
+        "sell": money_payload(conversion.sell_amount, conversion.sell_currency),
+        "buy": money_payload(conversion.buy_amount, conversion.buy_currency),
         "reference": conversion.reference,
     }
 

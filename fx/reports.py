@@ -17,7 +17,7 @@ import pandas as pd
 
 from fx.models import FxConversion
 from fx.rates import latest_rate
-from hub.money import currency_exponent, format_amount
+from hub.money import currency_exponent, money_payload
 from settlement.ledger import account_balances_at
 from settlement.models import Account
 
@@ -111,11 +111,7 @@ def report_lines_as_money(report: DailyReport) -> list[dict[str, Any]]:
     amounts = ("bought", "sold", "margin_income", "opening_position", "closing_position")
     return [
         {
-            key: (
-                {"amount": format_amount(value, line["currency"]), "currency": line["currency"]}
-                if key in amounts
-                else value
-            )
+            key: (money_payload(value, line["currency"]) if key in amounts else value)
             for key, value in line.items()
         }
         for line in report.lines

@@ -105,6 +105,11 @@ def format_amount(minor: int, currency: str) -> str:
     return f"{sign}{whole}.{fraction:0{exponent}d}"
 
 
+def money_payload(minor: int, currency: str) -> dict[str, str]:
+    """An amount as the API shows it: ``{"amount": "1234.50", "currency": "CNY"}``."""
+    return {"amount": format_amount(minor, currency), "currency": currency}
+
+
 def to_money(minor: int, currency: str) -> Money:
     return Money(Decimal(minor).scaleb(-currency_exponent(currency)), currency)
 

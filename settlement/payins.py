@@ -31,7 +31,7 @@ from adapters.registry import get_adapter
 from hub import errors
 from hub.jobs import enqueue_after_commit
 from hub.models import AdapterConnection, Event, Participant, Role
-from hub.money import format_amount
+from hub.money import format_amount, money_payload
 from hub.principal import Principal
 from hub.services.adapters.operations import operation_submit
 from hub.services.events import event_emit, register_event_handler, register_event_types
@@ -52,15 +52,11 @@ register_event_types(
 )
 
 
-def money(minor: int, currency: str) -> dict[str, str]:
-    return {"amount": format_amount(minor, currency), "currency": currency}
-
-
 def payin_payload(payin: Payin) -> dict[str, Any]:
     return {
         "id": payin.pk,
         "status": payin.status,
-        "amount": money(payin.amount, payin.currency),
+        "amount": money_payload(payin.amount, payin.currency),
         "reference": payin.reference,
         "account": payin.account_id,
         "institution": payin.connection.participant_id,
@@ -73,7 +69,7 @@ def refund_payload(refund: Refund) -> dict[str, Any]:
         "id": refund.pk,
         "payin": refund.payin_id,
         "status": refund.status,
-        "amount": money(refund.amount, refund.currency),
+        "amount": money_payload(refund.amount, refund.currency),
         "reference": refund.reference,
         "failure_code": refund.failure_code or None,
     }

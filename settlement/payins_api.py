@@ -23,9 +23,10 @@ from hub.api.serializers import (
     TimestampField,
 )
 from hub.models import Role
+from hub.money import money_payload
 from hub.principal import Principal
 from settlement.models_payins import Payin, Refund
-from settlement.payins import money, payin_create, refund_create
+from settlement.payins import payin_create, refund_create
 
 MERCHANT = frozenset({Role.MERCHANT})
 READERS = frozenset({Role.MERCHANT, Role.PAYMENT_INSTITUTION, Role.OPERATOR})
@@ -93,21 +94,23 @@ class PayinOut(serializers.Serializer):
             "merchant": payin.merchant_id,
             "account": payin.account_id,
             "institution": payin.connection.participant_id,
-            "amount": money(payin.amount, currency),
+            "amount": money_payload(payin.amount, currency),
             "reference": payin.reference,
             "description": payin.description,
             "status": payin.status,
             "institution_operation": payin.operation_id,
             "institution_payment_id": (operation.provider_id or None) if operation else None,
             "failure_code": payin.failure_code or None,
-            "refunded": money(payin.refunded, currency),
-            "refunds_pending": money(payin.refunds_pending, currency),
+            "refunded": money_payload(payin.refunded, currency),
+            "refunds_pending": money_payload(payin.refunds_pending, currency),
             "credit_transfer": payin.credit_id,
             "settlement_run": payin.run_id,
             "settled_amount": (
-                None if payin.settled_amount is None else money(payin.settled_amount, currency)
+                None
+                if payin.settled_amount is None
+                else money_payload(payin.settled_amount, currency)
             ),
-            "fee": None if payin.fee is None else money(payin.fee, currency),
+            "fee": None if payin.fee is None else money_payload(payin.fee, currency),
             "metadata": payin.metadata,
             "succeeded_at": _stamp(payin.succeeded_at),
             "created_at": _stamp(payin.created_at),
@@ -143,7 +146,7 @@ class RefundOut(serializers.Serializer):
             "livemode": refund.livemode,
             "payin": refund.payin_id,
             "merchant": refund.merchant_id,
-            "amount": money(refund.amount, refund.currency),
+            "amount": money_payload(refund.amount, refund.currency),
             "reference": refund.reference,
             "reason": refund.reason,
             "status": refund.status,

@@ -39,7 +39,7 @@ from hub import errors
 from hub.conf import hub_settings
 from hub.jobs import enqueue_after_commit
 from hub.models import AdapterConnection, Participant, Role
-from hub.money import check_currency
+from hub.money import check_currency, money_payload
 from hub.services.events import event_emit, register_event_types
 from settlement.ledger import (
     DEADLOCK_TRIES,
@@ -52,7 +52,6 @@ from settlement.ledger import (
 )
 from settlement.models import Account
 from settlement.models_payins import FeeRule, Payin, Refund, SettlementRun
-from settlement.payins import money
 from settlement.payouts import hub_account, hub_operator
 
 logger = logging.getLogger(__name__)
@@ -456,7 +455,7 @@ def instruction_of(run: SettlementRun) -> dict[str, Any] | None:
     return {
         "payer": run.institution_id if institution_pays else "hub",
         "payee": "hub" if institution_pays else run.institution_id,
-        "amount": money(abs(run.net), run.currency),
+        "amount": money_payload(abs(run.net), run.currency),
         "value_date": (run.business_date + timedelta(days=1)).isoformat(),
         "reference": run.pk,
     }
@@ -471,11 +470,11 @@ def run_payload(run: SettlementRun) -> dict[str, Any]:
         "business_date": run.business_date.isoformat(),
         "status": run.status,
         "payins_count": run.payins_count,
-        "gross": money(run.gross, currency),
-        "refunds_netted": money(run.refunds_netted, currency),
-        "adjustments": money(run.adjustments, currency),
-        "fees": money(run.fees, currency),
-        "net": money(run.net, currency),
+        "gross": money_payload(run.gross, currency),
+        "refunds_netted": money_payload(run.refunds_netted, currency),
+        "adjustments": money_payload(run.adjustments, currency),
+        "fees": money_payload(run.fees, currency),
+        "net": money_payload(run.net, currency),
         "direction": run.direction,
     }
 
@@ -488,7 +487,7 @@ def fee_rule_payload(rule: FeeRule) -> dict[str, Any]:
         "merchant": rule.merchant_id,
         "currency": rule.currency,
         "percent_bps": rule.percent_bps,
-        "fixed": money(rule.fixed, rule.currency),
+        "fixed": money_payload(rule.fixed, rule.currency),
         "rounding": "half_even",
         "created_at": rule.created_at.isoformat().replace("+00:00", "Z"),
         "updated_at": rule.updated_at.isoformat().replace("+00:00", "Z"),

@@ -18,10 +18,9 @@ from hub.api.pagination import LIST_PARAMETERS, choice_param, list_body, paginat
 from hub.api.permissions import Rule
 from hub.api.serializers import MoneyField, ObjectTypeField, StrictSerializer, TimestampField
 from hub.models import Role
-from hub.money import format_amount
+from hub.money import format_amount, money_payload
 from hub.principal import Principal
 from settlement.models_payins import FeeRule, SettlementRun
-from settlement.payins import money
 from settlement.runs import (
     fee_rule_payload,
     fee_rule_set,
@@ -177,7 +176,9 @@ class RunReportView(ExportView):
                     "run": RunOut(run).data,
                     "lines": [
                         {
-                            key: money(value, run.currency) if key in AMOUNT_COLUMNS else value
+                            key: money_payload(value, run.currency)
+                            if key in AMOUNT_COLUMNS
+                            else value
                             for key, value in line.items()
                         }
                         for line in lines

@@ -12,7 +12,7 @@ from rest_framework import serializers
 
 from hub import errors
 from hub.conf import hub_settings
-from hub.money import check_currency, format_amount, parse_amount
+from hub.money import check_currency, money_payload, parse_amount
 
 # The JSON type each kind of input field takes. DRF alone would coerce 5 into "5" and "60" into
 # 60; a strict API refuses the wrong type instead of guessing.
@@ -108,7 +108,7 @@ class MoneyField(serializers.Field):
 
     def to_representation(self, value: tuple[int, str]) -> dict[str, str]:
         minor, currency = value
-        return {"amount": format_amount(minor, currency), "currency": currency}
+        return money_payload(minor, currency)
 
 
 @extend_schema_field({"type": "object", "additionalProperties": {"type": "string"}})
