@@ -466,8 +466,6 @@ def _linked_refusal(exc: DatabaseError, rows: list[Transfer]) -> errors.HubError
         return errors.InvalidRequest(
             "The accounts do not take these transfers.", code="account_invalid"
         )
-    if _violated(exc, "transfer_resolved_once"):
-        return exc
     return _refusal(exc, rows[0])
 
 

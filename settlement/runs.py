@@ -52,7 +52,7 @@ from settlement.ledger import (
 )
 from settlement.models import Account
 from settlement.models_payins import FeeRule, Payin, Refund, SettlementRun
-from settlement.payouts import hub_account, hub_operator
+from settlement.payouts import hub_account, hub_own_account_ids
 
 logger = logging.getLogger(__name__)
 Kind = Account.Kind
@@ -286,14 +286,6 @@ def _chunk(
     raise AssertionError("unreachable")
 
 
-def _hub_accounts(run: SettlementRun) -> dict[str, Account]:
-    return {
-        "fees": hub_account(
-            kind=Kind.FEES, currency=run.currency, livemode=run.livemode, owner=hub_operator()
-        )
-    }
-
-
 def _settle_payins(run: SettlementRun) -> int:
     """Settle the next chunk of the run's payins (locked in id order, as refunds lock them),
     then every account the chunk moves, in id order, before the first transfer (one transfer
@@ -312,14 +304,15 @@ def _settle_payins(run: SettlementRun) -> int:
     )
     if not payins:
         return 0
-    fees_account = _hub_accounts(run)["fees"]
+    fees = (Kind.FEES, run.currency)
+    fees_account = hub_own_account_ids(wanted=[fees], livemode=run.livemode)[fees]
     receivable = hub_account(
         kind=Kind.INSTITUTION_RECEIVABLE,
         currency=run.currency,
         livemode=run.livemode,
         owner=run.institution,
     )
-    touched = {payin.account_id for payin in payins} | {fees_account.pk, receivable.pk}
+    touched = {payin.account_id for payin in payins} | {fees_account, receivable.pk}
     list(
         Account.objects.select_for_update(no_key=True)
         .filter(pk__in=touched)
@@ -357,7 +350,7 @@ def _settle_payins(run: SettlementRun) -> int:
                 spec=TransferSpec(
                     id=f"{payin.pk}-fee",
                     debit_account_id=payin.account_id,
-                    credit_account_id=fees_account.pk,
+                    credit_account_id=fees_account,
                     amount=fee,
                     currency=payin.currency,
                     reference=payin.pk,
