@@ -23,7 +23,7 @@ from typing import Any
 
 from bench import run_probe
 from bench.api import HOST, scratch_hub
-from bench.loadgen import encode_request, percentile, run_phase
+from bench.loadgen import encode_request, rest_against_health
 
 HELP = "FX conversions per second: service layer and REST (PostgreSQL)"
 DATABASE = "hub_bench_fx"
@@ -51,13 +51,9 @@ def add_arguments(parser: ArgumentParser) -> None:
 
 async def _rest(port: int, clients: int, seconds: float, work: list[list[str]]) -> dict[str, Any]:
     host = f"{HOST}:{port}"
-    health = encode_request("GET", "/v1/health", host=host)
     # A quote per request; should they ever run out, the answers (409 quote_used) count as
     # errors rather than stopping the client.
     taken = itertools.cycle(range(len(work)))
-
-    def baseline(client: int, seq: int) -> tuple[str, bytes]:
-        return "health", health
 
     def conversion(client: int, seq: int) -> tuple[str, bytes]:
         quote, key, sell_account, buy_account = work[next(taken)]
@@ -77,35 +73,14 @@ async def _rest(port: int, clients: int, seconds: float, work: list[list[str]]) 
             body=body,
         )
 
-    base, _ = await run_phase(
-        "baseline",
+    return await rest_against_health(
         host=HOST,
         port=port,
         clients=clients,
-        maker=baseline,
-        warmup=1.0,
         seconds=seconds,
-    )
-    rest, _ = await run_phase(
-        "rest",
-        host=HOST,
-        port=port,
-        clients=clients,
         maker=conversion,
-        warmup=1.0,
-        seconds=seconds,
+        per_s="conversions",
     )
-    base_sorted, rest_sorted = base.all_sorted(), rest.all_sorted()
-    return {
-        "rest_clients": clients,
-        "rest_conversions_per_s": round(rest.rps, 1),
-        "rest_p50_ms": round(percentile(rest_sorted, 50), 2),
-        "rest_p99_ms": round(percentile(rest_sorted, 99), 2),
-        "rest_baseline_rps": round(base.rps, 1),
-        "rest_baseline_p99_ms": round(percentile(base_sorted, 99), 2),
-        "rest_errors": base.errors + rest.errors,
-        "rest_error_samples": (base.error_samples + rest.error_samples)[:5],
-    }
 
 
 def _nearest_rank(sorted_ms: list[float], pct: float) -> float:

@@ -28,7 +28,7 @@ from typing import Any
 
 from bench import run_probe
 from bench.api import HOST, scratch_hub
-from bench.loadgen import encode_request, percentile, run_phase
+from bench.loadgen import encode_request, rest_against_health
 
 HELP = "ledger transfers per second: batches, single, hot account, REST (PostgreSQL)"
 DATABASE = "hub_bench_ledger"
@@ -64,10 +64,6 @@ async def _rest(
     port: int, clients: int, seconds: float, key: str, pairs: list[list[str]]
 ) -> dict[str, Any]:
     host = f"{HOST}:{port}"
-    health = encode_request("GET", "/v1/health", host=host)
-
-    def baseline(client: int, seq: int) -> tuple[str, bytes]:
-        return "health", health
 
     def transfer(client: int, seq: int) -> tuple[str, bytes]:
         debit, credit = pairs[(seq * clients + client) % len(pairs)]
@@ -87,35 +83,9 @@ async def _rest(
             body=body,
         )
 
-    base, _ = await run_phase(
-        "baseline",
-        host=HOST,
-        port=port,
-        clients=clients,
-        maker=baseline,
-        warmup=1.0,
-        seconds=seconds,
+    return await rest_against_health(
+        host=HOST, port=port, clients=clients, seconds=seconds, maker=transfer, per_s="transfers"
     )
-    rest, _ = await run_phase(
-        "rest",
-        host=HOST,
-        port=port,
-        clients=clients,
-        maker=transfer,
-        warmup=1.0,
-        seconds=seconds,
-    )
-    base_sorted, rest_sorted = base.all_sorted(), rest.all_sorted()
-    return {
-        "rest_clients": clients,
-        "rest_transfers_per_s": round(rest.rps, 1),
-        "rest_p50_ms": round(percentile(rest_sorted, 50), 2),
-        "rest_p99_ms": round(percentile(rest_sorted, 99), 2),
-        "rest_baseline_rps": round(base.rps, 1),
-        "rest_baseline_p99_ms": round(percentile(base_sorted, 99), 2),
-        "rest_errors": base.errors + rest.errors,
-        "rest_error_samples": (base.error_samples + rest.error_samples)[:5],
-    }
 
 
 def run(options: dict[str, Any], log: Log) -> dict[str, Any]:

@@ -23,6 +23,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 # (client index, sequence number within the client) -> (label, raw HTTP request)
 RequestMaker = Callable[[int, int], tuple[str, bytes]]
@@ -323,3 +324,39 @@ async def run_phase(
     )
     result = await phase.run()
     return result, max(phase.next_seq)
+
+
+async def rest_against_health(
+    *, host: str, port: int, clients: int, seconds: float, maker: RequestMaker, per_s: str
+) -> dict[str, Any]:
+    """``GET /v1/health`` at ``clients`` closed-loop clients (the same run's baseline), then the
+    requests ``maker`` makes, each phase after a second's warm-up; the figures both REST
+    benchmarks print, the request rate as ``rest_<per_s>_per_s``."""
+    health = encode_request("GET", "/v1/health", host=f"{host}:{port}")
+
+    def baseline(client: int, seq: int) -> tuple[str, bytes]:
+        return "health", health
+
+    base, _ = await run_phase(
+        "baseline",
+        host=host,
+        port=port,
+        clients=clients,
+        maker=baseline,
+        warmup=1.0,
+        seconds=seconds,
+    )
+    rest, _ = await run_phase(
+        "rest", host=host, port=port, clients=clients, maker=maker, warmup=1.0, seconds=seconds
+    )
+    base_sorted, rest_sorted = base.all_sorted(), rest.all_sorted()
+    return {
+        "rest_clients": clients,
+        f"rest_{per_s}_per_s": round(rest.rps, 1),
+        "rest_p50_ms": round(percentile(rest_sorted, 50), 2),
+        "rest_p99_ms": round(percentile(rest_sorted, 99), 2),
+        "rest_baseline_rps": round(base.rps, 1),
+        "rest_baseline_p99_ms": round(percentile(base_sorted, 99), 2),
+        "rest_errors": base.errors + rest.errors,
+        "rest_error_samples": (base.error_samples + rest.error_samples)[:5],
+    }
