@@ -239,7 +239,10 @@ def test_the_same_reference_returns_the_first_payin_and_another_is_refused(shop:
         ({"amount": {"amount": "0", "currency": "KRW"}}, 400, "amount_too_small"),
         ({"amount": {"amount": "-100", "currency": "KRW"}}, 400, "amount_negative"),
         ({"amount": {"amount": "100.00", "currency": "CNY"}}, 400, "currency_mismatch"),
+        # XXX is ISO 4217's "no currency": a real code that the hub does not settle.
         ({"amount": {"amount": "100", "currency": "XXX"}}, 400, "currency_unsupported"),
+        ({"amount": {"amount": "100", "currency": "ABC"}}, 400, "currency_unknown"),
+        ({"amount": {"amount": "100", "currency": "krw"}}, 400, "currency_invalid"),
         ({"account": "acct_00000000000000000000000000"}, 400, "account_missing"),
         ({"reference": "no spaces"}, 400, "parameter_invalid"),
         ({"institution": "par_00000000000000000000000000"}, 400, "no_payin_route"),
