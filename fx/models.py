@@ -142,3 +142,7 @@ class AutoConversion(models.Model):
                 fields=["livemode", "from_account"], name="fx_auto_conversion_once"
             )
         ]
+
+
+from fx.models_receipts import *  # noqa: E402,F403
+from fx.models_verification import *  # noqa: E402,F403

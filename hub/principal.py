@@ -93,5 +93,29 @@ for _role in Role.values:
     ROLE_SCOPES[_role] = ROLE_SCOPES[_role] | {"fx:read"}
 for _role in (Role.MERCHANT, Role.OPERATOR):
     ROLE_SCOPES[_role] = ROLE_SCOPES[_role] | {"fx:write"}
-# A regulator never writes data; it may still look after its own keys.
-ROLE_SCOPES[Role.REGULATOR] = READ_SCOPES | {"api_keys:write", "fx:read"}
+# Trade documents and their verification: a merchant files its documents and asks for its
+# movements to be verified; a bank officer works the review queue; the operator keeps the list
+# of denied parties and sees everything.
+ROLE_SCOPES[Role.MERCHANT] = ROLE_SCOPES[Role.MERCHANT] | {
+    "trade:read",
+    "trade:write",
+    "verifications:read",
+    "verifications:write",
+}
+ROLE_SCOPES[Role.BANK] = ROLE_SCOPES[Role.BANK] | {"verifications:read", "verifications:review"}
+ROLE_SCOPES[Role.OPERATOR] = ROLE_SCOPES[Role.OPERATOR] | {
+    "trade:read",
+    "trade:write",
+    "verifications:read",
+    "verifications:write",
+    "verifications:review",
+    "transparency:write",
+}
+# A regulator never writes data; it may still look after its own keys. It reads the receipts,
+# their proofs, the log's checkpoints and the statistics.
+ROLE_SCOPES[Role.REGULATOR] = READ_SCOPES | {
+    "api_keys:write",
+    "fx:read",
+    "receipts:read",
+    "transparency:read",
+}

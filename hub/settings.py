@@ -106,6 +106,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "hub",
+    "trade",
     "settlement",
     "fx",
 ]

@@ -5,10 +5,13 @@ from drf_spectacular.views import (
 )
 
 from fx import urls as fx_urls
+from fx import urls_audit as fx_urls_audit
+from fx import urls_verification as fx_urls_verification
 from hub.api.views import adapters, events, meta, participants
 from settlement import urls as settlement_urls
 from settlement import urls_exports as settlement_urls_exports
 from settlement import urls_statements as settlement_urls_statements
+from trade import urls as trade_urls
 
 ID = r"(?P<{}>[a-z]+_[0-9a-z]{{26}})"
 
@@ -113,10 +116,13 @@ urlpatterns = [
     path("v1/docs", SpectacularSwaggerView.as_view(url_name="openapi"), name="docs"),
 ]
 # The project's URLs: the core's above, then each app's, one list (no include()).
+urlpatterns += trade_urls.urlpatterns
 urlpatterns += settlement_urls.urlpatterns
 urlpatterns += settlement_urls_statements.urlpatterns
 urlpatterns += settlement_urls_exports.urlpatterns
 urlpatterns += fx_urls.urlpatterns
+urlpatterns += fx_urls_verification.urlpatterns
+urlpatterns += fx_urls_audit.urlpatterns
 
 handler400 = "hub.api.errors.bad_request_view"
 handler403 = "hub.api.errors.permission_denied_view"

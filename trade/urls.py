@@ -1,0 +1,5 @@
+"""Trade document URLs, added to the project's list by hub/urls.py."""
+
+from django.urls import URLPattern
+
+urlpatterns: list[URLPattern] = []
