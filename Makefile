@@ -33,7 +33,7 @@ lint: install
 	$(BIN)/ruff format --check .
 
 typecheck: install
-	$(BIN)/mypy hub settlement fx tests bench adapters examples/hub-adapter-example/src
+	$(BIN)/mypy hub trade settlement fx tests bench adapters examples/hub-adapter-example/src
 
 check: lint typecheck test
 

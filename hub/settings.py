@@ -289,6 +289,35 @@ HUB = {
     # key or a suspended participant can still be served by another process (0: no cache).
     "API_KEY_CACHE_SECONDS": float(os.environ.get("HUB_API_KEY_CACHE_SECONDS", "2")),
     "CURRENCIES": ("CNY", "KRW", "USD"),
+    # Forex e-document verification (fx/verification.py). Amounts are minor units.
+    "FX_VERIFICATION": {
+        # How far a payment record (and the movement) may be from the order's amount, in basis
+        # points of the order's amount, before the amounts count as different.
+        "AMOUNT_TOLERANCE_BPS": int(os.environ.get("HUB_FX_VERIFY_TOLERANCE_BPS", "100")),
+        # Whether a payment may leave out the order's shipping or its tax (paid apart).
+        "NET_SHIPPING": os.environ.get("HUB_FX_VERIFY_NET_SHIPPING", "1") == "1",
+        "NET_TAX": os.environ.get("HUB_FX_VERIFY_NET_TAX", "") == "1",
+        # Customs modes under which each order needs a declaration of its own (9610 retail
+        # exports are declared in monthly summaries of their lists).
+        "CUSTOMS_REQUIRED_MODES": ("9710", "9810", "1210"),
+        # B2C limits per transaction and per payer and calendar year, by currency (China's
+        # cross-border retail limits: 5,000 CNY a transaction, 26,000 CNY a year).
+        "TRANSACTION_CAPS": {"CNY": 5_000_00, "KRW": 1_000_000},
+        "ANNUAL_QUOTAS": {"CNY": 26_000_00, "KRW": 5_200_000},
+    },
+    # The transparency log of electronic receipts (hub/transparency/): the origin line of its
+    # checkpoints (one log per mode: ORIGIN/live and ORIGIN/test), the name of its signing key,
+    # how often a checkpoint is published and the whole log re-checked.
+    "TRANSPARENCY_ORIGIN": os.environ.get(
+        "HUB_TRANSPARENCY_ORIGIN", "weihai.settlement-hub.example/receipts"
+    ),
+    "TRANSPARENCY_KEY_NAME": os.environ.get("HUB_TRANSPARENCY_KEY_NAME", "settlement-hub"),
+    "TRANSPARENCY_CHECKPOINT_SECONDS": float(
+        os.environ.get("HUB_TRANSPARENCY_CHECKPOINT_SECONDS", "60")
+    ),
+    "TRANSPARENCY_CHECK_SECONDS": float(os.environ.get("HUB_TRANSPARENCY_CHECK_SECONDS", "600")),
+    # How often beat issues receipts whose own task was lost.
+    "RECEIPTS_SWEEP_SECONDS": float(os.environ.get("HUB_RECEIPTS_SWEEP_SECONDS", "30")),
     "METADATA_MAX_KEYS": 50,
     "METADATA_MAX_KEY_LENGTH": 40,
     "METADATA_MAX_VALUE_LENGTH": 500,
