@@ -58,7 +58,8 @@ class BodyLimitMiddleware:
 
 
 class AuditTrailMiddleware:
-    """One audit row for every authenticated write, whatever its outcome."""
+    """One audit row for every authenticated write, whatever its outcome, and for every read of
+    a view that asks for it (``audit_reads``), with its query string."""
 
     def __init__(self, get_response: Handler) -> None:
         self.get_response = get_response
@@ -66,11 +67,12 @@ class AuditTrailMiddleware:
     def __call__(self, request: HttpRequest) -> HttpResponse:
         response = self.get_response(request)
         principal = getattr(request, "hub_principal", None)
-        if request.method in WRITE_METHODS and principal is not None:
+        audited_read = getattr(request, "hub_audit_read", False)
+        if principal is not None and (request.method in WRITE_METHODS or audited_read):
             audit_record(
                 actor=principal,
                 method=request.method or "",
-                path=request.path,
+                path=request.get_full_path() if audited_read else request.path,
                 status_code=response.status_code,
                 object_id=_object_id(response),
                 user_agent=request.headers.get("User-Agent", ""),

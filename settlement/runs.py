@@ -117,9 +117,18 @@ def fee_of(amount: int, rule: FeeRule | None) -> int:
 
 @transaction.atomic(durable=True)
 def settlement_run_start(
-    *, institution_id: str, currency: str, business_date: date, livemode: bool
+    *,
+    institution_id: str,
+    currency: str,
+    business_date: date,
+    livemode: bool,
+    close_early: bool = False,
 ) -> tuple[SettlementRun, bool]:
-    """The run of that institution, currency and day, made and queued if it is new."""
+    """The run of that institution, currency and day, made and queued if it is new.
+
+    ``close_early`` (test mode only) ends a business day that is still open now, so that a
+    sandbox can settle what it made today: the run takes what succeeded before this moment, and
+    the next day's run what came after."""
     currency = check_currency(currency)
     institution = Participant.objects.filter(
         pk=institution_id, role=Role.PAYMENT_INSTITUTION
@@ -142,6 +151,22 @@ def settlement_run_start(
         )
     time_zone = institution_time_zone(institution)
     cutoff = cutoff_of(business_date, time_zone)
+    if close_early:
+        if livemode:
+            raise errors.InvalidRequest(
+                "Only test-mode business days can be closed early.",
+                code="close_early_live",
+                param="close_early",
+            )
+        now = timezone.now()
+        if cutoff > now:
+            if cutoff_of(business_date - timedelta(days=1), time_zone) > now:
+                raise errors.Conflict(
+                    f"The business day {business_date.isoformat()} has not begun.",
+                    code="business_day_not_begun",
+                    param="business_date",
+                )
+            cutoff = now
     if cutoff > timezone.now():
         raise errors.Conflict(
             f"The business day {business_date.isoformat()} ends at {cutoff.isoformat()} "

@@ -94,6 +94,7 @@ class RunListView(HubAPIView):
         institution = serializers.CharField(max_length=40)
         currency = serializers.CharField(max_length=3)
         business_date = serializers.DateField()
+        close_early = serializers.BooleanField(required=False, default=False)
 
     @extend_schema(
         parameters=[*LIST_PARAMETERS, OpenApiParameter("status", str)],
@@ -114,7 +115,9 @@ class RunListView(HubAPIView):
         operation_id="settlement_runs_create",
         description="Starts the run of an institution, currency and business day once its "
         "cutoff has passed (409 cutoff_not_passed before); a worker executes it. 202 for a new "
-        "run; 200 with the run as it stands when it was started before (nothing changes).",
+        "run; 200 with the run as it stands when it was started before (nothing changes). In "
+        "test mode, `close_early` ends a day that is still open at this moment (its run takes "
+        "what succeeded before now; 400 close_early_live with a live key).",
     )
     def post(self, request: Request) -> Response:
         data = self.Input(data=request.data)
@@ -125,6 +128,7 @@ class RunListView(HubAPIView):
             currency=values["currency"],
             business_date=values["business_date"],
             livemode=self.actor.livemode,
+            close_early=values["close_early"],
         )
         return Response(RunOut(run).data, status=202 if created else 200)
 

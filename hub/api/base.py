@@ -23,6 +23,8 @@ class _Replay(Exception):
 
 class HubAPIView(APIView):
     access: ClassVar[dict[str, Rule]] = {}
+    # Reads of this view go to the audit trail too (writes always do): the regulator's.
+    audit_reads: ClassVar[bool] = False
 
     _idempotency: IdempotencyRecord | None = None
 
@@ -33,6 +35,8 @@ class HubAPIView(APIView):
         return user
 
     def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
+        # Marked before authentication and permissions run, so that refused reads are kept too.
+        request._request.hub_audit_read = self.audit_reads  # type: ignore[attr-defined]
         super().initial(request, *args, **kwargs)
         for name, value in request.query_params.items():
             # PostgreSQL cannot hold NUL in text: refused here, for every filter at once.

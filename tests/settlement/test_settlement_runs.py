@@ -18,6 +18,7 @@ import pytest
 from django.db.models import Sum
 from django.utils import timezone
 
+from hub import errors
 from hub.models import AdapterConnection, Event
 from settlement.models import Account, Transfer
 from settlement.models_payins import FeeRule, Payin, Refund, SettlementRun
@@ -586,3 +587,80 @@ def test_a_run_for_a_day_long_past_is_refused(
         response = run_of(api, tenants["operator"], desk["institution"].id, date.fromisoformat(day))
         assert (response.status_code, error_of(response)["code"]) == (400, "business_date_too_old")
     assert SettlementRun.objects.count() == 0
+
+
+def test_a_test_mode_day_closed_early_settles_what_came_before_and_leaves_the_rest(
+    api: Api, tenants: dict[str, Tenant], desk: dict[str, Any]
+):
+    """A sandbox settles today's payins at once: the run's cutoff is the moment it was asked
+    for; what succeeds after waits for the next day's run."""
+    operator = tenants["operator"]
+    today = last_closed_day("Asia/Seoul", timezone.now()) + timedelta(days=1)
+    account = desk["accounts"]["merchant"]
+    [early] = paid_payins(
+        connection=desk["conn"],
+        account=account,
+        amounts=[150000],
+        succeeded_at=timezone.now() - timedelta(seconds=5),
+    )
+    [later] = paid_payins(
+        connection=desk["conn"],
+        account=account,
+        amounts=[7000],
+        succeeded_at=timezone.now() + timedelta(seconds=60),
+        prefix="later",
+    )
+    body = {
+        "institution": desk["institution"].id,
+        "currency": "KRW",
+        "business_date": today.isoformat(),
+        "close_early": True,
+    }
+
+    started = api.post("/v1/settlement_runs", body, key=operator.key)
+
+    assert started.status_code == 202, started.json()
+    run = SettlementRun.objects.get(pk=started.json()["id"])
+    assert run.business_date == today
+    assert run.cutoff_at <= timezone.now()
+    assert settlement_run_execute(run_id=run.pk) == "completed"
+    early.refresh_from_db()
+    later.refresh_from_db()
+    assert (early.status, early.run_id, later.status, later.run_id) == (
+        "settled",
+        run.pk,
+        "succeeded",
+        None,
+    )
+    assert columns(account) == (0, 150000, 0, 7000)
+
+
+def test_closing_early_is_for_test_mode_and_for_a_day_that_has_begun(
+    api: Api, tenants: dict[str, Tenant], desk: dict[str, Any]
+):
+    today = last_closed_day("Asia/Seoul", timezone.now()) + timedelta(days=1)
+    institution = desk["institution"].id
+    before = (SettlementRun.objects.count(), Event.objects.count())
+
+    with pytest.raises(errors.InvalidRequest) as live:
+        settlement_run_start(
+            institution_id=institution,
+            currency="KRW",
+            business_date=today,
+            livemode=True,
+            close_early=True,
+        )
+    tomorrow = api.post(
+        "/v1/settlement_runs",
+        {
+            "institution": institution,
+            "currency": "KRW",
+            "business_date": (today + timedelta(days=1)).isoformat(),
+            "close_early": True,
+        },
+        key=tenants["operator"].key,
+    )
+
+    assert live.value.code == "close_early_live"
+    assert (tomorrow.status_code, error_of(tomorrow)["code"]) == (409, "business_day_not_begun")
+    assert (SettlementRun.objects.count(), Event.objects.count()) == before
