@@ -9,6 +9,7 @@ from celery import shared_task
 from hub.services.idempotency import idempotency_purge
 from hub.services.webhooks import event_dispatch, webhook_attempt, webhook_sweep
 from hub.tasks_adapters import adapter_operation_sync_task, adapter_repair_task, inbound_apply_task
+from hub.tasks_transparency import transparency_check_task, transparency_checkpoint_task
 
 
 @shared_task(name="hub.event_dispatch")
@@ -45,6 +46,8 @@ __all__ = [
     "idempotency_purge_task",
     "inbound_apply_task",
     "ping_task",
+    "transparency_check_task",
+    "transparency_checkpoint_task",
     "webhook_attempt_task",
     "webhook_sweep_task",
 ]

@@ -198,11 +198,14 @@ class InboundWebhook(models.Model):
 
 class OperatorTask(models.Model):
     """Something the hub will not decide on its own: an operation that stayed unresolved through
-    its whole sync schedule, an amount that does not match, a notification that never verifies."""
+    its whole sync schedule, an amount that does not match, a notification that never verifies,
+    a transparency log that no longer recomputes to what it published (no participant then; its
+    summary names the problem, and one problem has one open task)."""
 
     class Kind(models.TextChoices):
         OPERATION_UNRESOLVED = "operation_unresolved"
         INTEGRITY_MISMATCH = "integrity_mismatch"
+        TRANSPARENCY_ALERT = "transparency_alert"
 
     class Status(models.TextChoices):
         OPEN = "open"
@@ -211,7 +214,9 @@ class OperatorTask(models.Model):
     id = models.CharField(primary_key=True, max_length=40, default=IdFactory("opt"), editable=False)
     kind = models.CharField(max_length=32, choices=Kind.choices)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.OPEN)
-    participant = models.ForeignKey("hub.Participant", on_delete=models.PROTECT, related_name="+")
+    participant = models.ForeignKey(
+        "hub.Participant", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
     livemode = models.BooleanField()
     operation = models.ForeignKey(
         AdapterOperation, null=True, blank=True, on_delete=models.PROTECT, related_name="tasks"
@@ -229,6 +234,11 @@ class OperatorTask(models.Model):
                 fields=["operation", "kind"],
                 condition=models.Q(status="open"),
                 name="operator_task_open_once",
-            )
+            ),
+            models.UniqueConstraint(
+                fields=["livemode", "summary"],
+                condition=models.Q(status="open", kind="transparency_alert"),
+                name="operator_task_transparency_open_once",
+            ),
         ]
         indexes = [models.Index(fields=["status", "id"])]

@@ -251,7 +251,7 @@ class OperatorTaskOut(serializers.Serializer):
     object = ObjectTypeField("operator_task")
     kind = serializers.CharField()
     status = serializers.CharField()
-    participant = serializers.CharField(source="participant_id")
+    participant = serializers.CharField(source="participant_id", allow_null=True)
     operation = serializers.CharField(source="operation_id", allow_null=True)
     summary = serializers.CharField()
     details = serializers.DictField()
