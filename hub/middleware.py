@@ -33,7 +33,8 @@ class RequestIdMiddleware:
 
 
 class BodyLimitMiddleware:
-    """Refuse bodies over ``DATA_UPLOAD_MAX_MEMORY_SIZE`` with 413 before anything parses them."""
+    """Refuse bodies over ``BODY_LIMIT`` (or the larger limit ``BODY_LIMITS`` gives their
+    path) with 413 before anything parses them."""
 
     def __init__(self, get_response: Handler) -> None:
         self.get_response = get_response
@@ -42,7 +43,7 @@ class BodyLimitMiddleware:
         from django.conf import settings
 
         if request.method in WRITE_METHODS:
-            limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+            limit = settings.BODY_LIMITS.get(request.path, settings.BODY_LIMIT)
             declared = request.META.get("CONTENT_LENGTH") or "0"
             too_big = not declared.isdigit() or int(declared) > limit
             if not too_big:

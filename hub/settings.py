@@ -140,8 +140,12 @@ TIME_ZONE = "UTC"
 LANGUAGE_CODE = "en"
 APPEND_SLASH = False
 
-# One MiB per request body: larger bodies are refused with 413 before anything is parsed.
-DATA_UPLOAD_MAX_MEMORY_SIZE = 1024 * 1024
+# One MiB per request body: larger bodies are refused with 413 before anything is parsed
+# (hub.middleware.BodyLimitMiddleware). Bulk trade document files may be larger: BODY_LIMITS
+# names the paths that take more, and Django's own ceiling is the largest of them.
+BODY_LIMIT = 1024 * 1024
+BODY_LIMITS = {"/v1/trade/uploads": 64 * 1024 * 1024}
+DATA_UPLOAD_MAX_MEMORY_SIZE = max(BODY_LIMIT, *BODY_LIMITS.values())
 DATA_UPLOAD_MAX_NUMBER_FIELDS = 1000
 
 REST_FRAMEWORK = {

@@ -1,9 +1,9 @@
 """Bank statement endpoints: a bank (or the operator) uploads camt.053 or mapped CSV statements;
 the operator reconciles them with the ledger and works the exceptions queue.
 
-The upload is the one multipart endpoint of the hub: a statement is a file, sent as it came
-from the bank, within the hub's request body limit of ``DATA_UPLOAD_MAX_MEMORY_SIZE`` (1 MiB,
-413 above it). Everything else takes and answers JSON.
+The upload is a multipart endpoint (as is the trade documents upload): a statement is a file,
+sent as it came from the bank, within the hub's request body limit of ``BODY_LIMIT`` (1 MiB, 413
+above it). Everything else takes and answers JSON.
 """
 
 from __future__ import annotations

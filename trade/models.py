@@ -221,6 +221,9 @@ class Invoice(_Document):
     order = models.ForeignKey(
         Order, null=True, blank=True, on_delete=models.PROTECT, related_name="invoices"
     )
+    # The numbers the invoice names, as filed ("" when it names none), beside the links.
+    contract_no = models.CharField(max_length=64, blank=True, default="")
+    order_no = models.CharField(max_length=64, blank=True, default="")
     currency = models.CharField(max_length=3)
     amount = models.BigIntegerField()
     issued_at = models.DateTimeField()
