@@ -38,9 +38,9 @@ def insert(row: Model) -> None:
 def copy_rows(
     model: type[Model], columns: Sequence[str], types: Sequence[str], rows: Iterable[Sequence[Any]]
 ) -> None:
-    """Many rows in one statement: a binary COPY on PostgreSQL (no SQL text, no Python object
-    per value; ``types`` are PostgreSQL's types of ``columns``), one multi-row INSERT per
-    chunk elsewhere. Model defaults and ``save()`` are bypassed: the rows are complete."""
+    """Many rows at once: one binary COPY on PostgreSQL (no SQL text; ``types`` are
+    PostgreSQL's types of ``columns``), ``executemany`` elsewhere. Model defaults and ``save()``
+    are bypassed: the rows are complete."""
     table = connection.ops.quote_name(model._meta.db_table)
     names = ", ".join(connection.ops.quote_name(column) for column in columns)
     if connection.vendor == "postgresql":
@@ -54,14 +54,12 @@ def copy_rows(
             for row in rows:
                 copy.write_row(row)
         return
-    marks = "(" + ", ".join(["%s"] * len(columns)) + ")"
-    pending = list(rows)
+    marks = ", ".join(["%s"] * len(columns))
     with connection.cursor() as sqlite:
-        for start in range(0, len(pending), 100):
-            batch = pending[start : start + 100]
-            values = ", ".join([marks] * len(batch))
-            params = [_adapt(value) for one in batch for value in one]
-            sqlite.execute(f"INSERT INTO {table} ({names}) VALUES {values}", params)  # noqa: S608
+        sqlite.executemany(
+            f"INSERT INTO {table} ({names}) VALUES ({marks})",  # noqa: S608
+            [[_adapt(value) for value in row] for row in rows],
+        )
 
 
 def _adapt(value: Any) -> Any:

@@ -28,6 +28,7 @@ from django.utils import timezone
 
 from hub import errors
 from hub.conf import hub_settings
+from hub.fastinsert import copy_rows
 from hub.models import Checkpoint, OperatorTask, SigningKey, TransparencyLog, TransparencyNode
 from hub.transparency import checkpoint as notes
 from hub.transparency.merkle import EMPTY_ROOT, HASH_SIZE, node_hash, verify_consistency
@@ -61,8 +62,6 @@ _READ_PG = (
     "SELECT n.level, n.position, n.hash FROM unnest(%s::int2[], %s::int8[]) AS k(l, p) "
     "JOIN hub_transparencynode n ON n.livemode = %s AND n.level = k.l AND n.position = k.p"
 )
-_COPY_PG = "COPY hub_transparencynode (livemode, level, position, hash) FROM STDIN (FORMAT BINARY)"
-_INSERT_CHUNK = 50_000  # rows per INSERT statement: bounds one statement's parameters
 
 
 class LogRangeError(errors.InvalidRequest, ValueError):
@@ -343,26 +342,13 @@ def _edge_root(edge: dict[int, bytes]) -> bytes:
 
 
 def _insert(livemode: bool, rows: Sequence[tuple[int, int, bytes]]) -> None:
-    """Store new nodes: a binary COPY on PostgreSQL (the rows never pass through SQL text),
-    batched INSERTs elsewhere."""
-    if connection.vendor == "postgresql":
-        connection.ensure_connection()
-        with (
-            connection.wrap_database_errors,
-            psycopg.Cursor(connection.connection) as raw,
-            raw.copy(_COPY_PG) as copy,
-        ):
-            copy.set_types(["bool", "int2", "int8", "bytea"])
-            for level, position, value in rows:
-                copy.write_row((livemode, level, position, value))
-        return
-    with connection.cursor() as cursor:
-        for start in range(0, len(rows), _INSERT_CHUNK):
-            cursor.executemany(
-                f"INSERT INTO {_NODES} (livemode, level, position, hash) "  # noqa: S608
-                "VALUES (%s, %s, %s, %s)",
-                [(livemode, *row) for row in rows[start : start + _INSERT_CHUNK]],
-            )
+    """Store new nodes (a binary COPY on PostgreSQL: the rows never pass through SQL text)."""
+    copy_rows(
+        TransparencyNode,
+        ("livemode", "level", "position", "hash"),
+        ("bool", "int2", "int8", "bytea"),
+        ((livemode, level, position, value) for level, position, value in rows),
+    )
 
 
 def log_append(*, livemode: bool, leaf_hashes: Sequence[bytes]) -> int:
