@@ -23,6 +23,7 @@ BENCHMARKS: dict[str, str] = {
     "reconcile": "bench.reconcile",
     "settle": "bench.settle",
     "fx": "bench.fx",
+    "audit": "bench.audit",
 }
 
 

@@ -8,6 +8,7 @@ class FxConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from fx import auto
+        from fx import auto, receipts, verification  # noqa: F401  (registers event types)
 
         auto.register_handlers()
+        receipts.register_handlers()

@@ -63,3 +63,23 @@ def _schedule(sender: Celery, **kwargs: object) -> None:
         sender.signature("hub.settlement_runs"),
         name="settlement runs",
     )
+    sender.add_periodic_task(
+        settings.HUB["TRANSPARENCY_CHECKPOINT_SECONDS"],
+        sender.signature("hub.transparency_checkpoint"),
+        name="transparency checkpoints",
+    )
+    sender.add_periodic_task(
+        settings.HUB["TRANSPARENCY_CHECK_SECONDS"],
+        sender.signature("hub.transparency_check"),
+        name="transparency log check",
+    )
+    sender.add_periodic_task(
+        settings.HUB["RECEIPTS_SWEEP_SECONDS"],
+        sender.signature("hub.receipts_issue"),
+        name="receipts sweep",
+    )
+    sender.add_periodic_task(
+        settings.HUB["TRANSPARENCY_CHECK_SECONDS"],
+        sender.signature("hub.receipts_check"),
+        name="receipts check",
+    )

@@ -341,3 +341,9 @@ class Level(IntEnum):
 
 def test_str_and_int_subclasses_are_their_values() -> None:
     assert canonicalize({"mode": Mode.B2C, "level": Level.HIGH}) == b'{"level":3,"mode":"9610"}'
+
+
+@given(_json_values())
+def test_canonicalize_plain_agrees_on_every_plain_value(value: object) -> None:
+    if jcs._plain(value):
+        assert jcs.canonicalize_plain(value) == _general(value)

@@ -475,8 +475,12 @@ def test_beat_schedules_every_periodic_task_even_if_the_app_is_finalized_before_
         ["ledger holds expiry", "hub.ledger_expire_holds", 10.0],
         ["payins sweep", "hub.payins_send_unsent", 30.0],
         ["payouts sweep", "hub.payouts_send_unsent", 30.0],
+        ["receipts check", "hub.receipts_check", 600.0],
+        ["receipts sweep", "hub.receipts_issue", 30.0],
         ["refunds sweep", "hub.refunds_send_unsent", 30.0],
         ["settlement runs", "hub.settlement_runs", 60.0],
+        ["transparency checkpoints", "hub.transparency_checkpoint", 60.0],
+        ["transparency log check", "hub.transparency_check", 600.0],
         ["webhook sweep", "hub.webhook_sweep", 7.0],
     ]
 
