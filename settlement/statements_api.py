@@ -12,11 +12,7 @@ import io
 from collections.abc import Mapping
 from typing import Any
 
-from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
-from django.http import QueryDict
-from django.utils.datastructures import MultiValueDict
 from drf_spectacular.utils import OpenApiParameter, extend_schema
-from rest_framework import exceptions as drf
 from rest_framework import serializers
 from rest_framework.parsers import MultiPartParser
 from rest_framework.request import Request
@@ -24,6 +20,7 @@ from rest_framework.response import Response
 
 from hub import errors
 from hub.api.base import HubAPIView
+from hub.api.multipart import multipart_upload
 from hub.api.pagination import LIST_PARAMETERS, choice_param, limit_param, list_body, page, paginate
 from hub.api.parsers import StrictJSONParser
 from hub.api.permissions import Rule
@@ -440,28 +437,6 @@ class BankStatementUpload(serializers.Serializer):
     metadata = serializers.CharField(required=False, help_text="A JSON object of strings.")
 
 
-def _form(request: Request) -> tuple[QueryDict, MultiValueDict[str, Any]]:
-    try:
-        form, files = request.POST, request.FILES
-    except drf.UnsupportedMediaType:
-        raise errors.InvalidRequest(
-            "Send the statement as multipart/form-data, the file in a part named file.",
-            code="unsupported_media_type",
-            status=415,
-        ) from None
-    except drf.ParseError as exc:
-        raise errors.InvalidRequest(
-            f"The multipart body cannot be read: {exc.detail}", code="multipart_invalid"
-        ) from None
-    except RequestDataTooBig:
-        raise errors.PayloadTooLarge() from None
-    except SuspiciousOperation as exc:  # too many fields or files
-        raise errors.InvalidRequest(
-            f"The multipart body cannot be read: {exc}", code="multipart_invalid"
-        ) from None
-    return form, files
-
-
 def _json_object(text: str, name: str, code: str) -> dict[str, Any]:
     message = "it is empty"
     if text.strip():
@@ -510,41 +485,9 @@ class BankStatementListView(HubAPIView):
         "for a file that cannot be read, with the reason and where; 413 above 1 MiB.",
     )
     def post(self, request: Request) -> Response:
-        form, files = _form(request)
-        unknown = sorted((set(form) | set(files)) - set(FORM_FIELDS))
-        if unknown:
-            raise errors.InvalidRequest(
-                f"Unknown parameter: {unknown[0]}.", code="parameter_unknown", param=unknown[0]
-            )
-        if "file" in form:
-            raise errors.InvalidRequest(
-                "file must be a file part, not a text field.",
-                code="parameter_invalid",
-                param="file",
-            )
-        uploads = files.getlist("file")
-        if not uploads:
-            raise errors.InvalidRequest(
-                "file is required: the statement, as a multipart part named file.",
-                code="parameter_missing",
-                param="file",
-            )
-        if len(uploads) > 1:
-            raise errors.InvalidRequest(
-                "Upload one statement file per request.", code="parameter_invalid", param="file"
-            )
-        values: dict[str, str] = {}
-        for name in FORM_FIELDS[1:]:
-            given = form.getlist(name)
-            if name in files or len(given) > 1:
-                raise errors.InvalidRequest(
-                    f"{name} is one text field.", code="parameter_invalid", param=name
-                )
-            if given:
-                values[name] = given[0]
+        upload, values = multipart_upload(request, fields=FORM_FIELDS[1:], what="the statement")
         mapping = values.get("csv_mapping")
         metadata = values.get("metadata")
-        upload = uploads[0]
         result = bank_statement_import(
             actor=self.actor,
             data=upload.read(),

@@ -11,11 +11,7 @@ from __future__ import annotations
 import io
 from typing import Any, ClassVar
 
-from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
-from django.http import QueryDict
-from django.utils.datastructures import MultiValueDict
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
-from rest_framework import exceptions as drf
 from rest_framework import serializers
 from rest_framework.parsers import MultiPartParser
 from rest_framework.request import Request
@@ -23,6 +19,7 @@ from rest_framework.response import Response
 
 from hub import errors
 from hub.api.base import HubAPIView
+from hub.api.multipart import multipart_upload
 from hub.api.pagination import LIST_PARAMETERS, choice_param, list_body, paginate
 from hub.api.parsers import StrictJSONParser
 from hub.api.permissions import Rule
@@ -313,28 +310,6 @@ UploadOut: type[serializers.Serializer] = type(
 )
 
 
-def _form(request: Request) -> tuple[QueryDict, MultiValueDict[str, Any]]:
-    try:
-        form, files = request.POST, request.FILES
-    except drf.UnsupportedMediaType:
-        raise errors.InvalidRequest(
-            "Send the file as multipart/form-data, in a part named file.",
-            code="unsupported_media_type",
-            status=415,
-        ) from None
-    except drf.ParseError as exc:
-        raise errors.InvalidRequest(
-            f"The multipart body cannot be read: {exc.detail}", code="multipart_invalid"
-        ) from None
-    except RequestDataTooBig:
-        raise errors.PayloadTooLarge() from None
-    except SuspiciousOperation as exc:
-        raise errors.InvalidRequest(
-            f"The multipart body cannot be read: {exc}", code="multipart_invalid"
-        ) from None
-    return form, files
-
-
 def _format_of(given: str | None, filename: str) -> str:
     if given is not None:
         return given
@@ -407,45 +382,13 @@ class UploadListView(HubAPIView):
         "upload_empty, upload_too_many_rows) and nothing is stored; 413 above the size limit.",
     )
     def post(self, request: Request) -> Response:
-        form, files = _form(request)
-        unknown = sorted((set(form) | set(files)) - set(FORM_FIELDS))
-        if unknown:
-            raise errors.InvalidRequest(
-                f"Unknown parameter: {unknown[0]}.", code="parameter_unknown", param=unknown[0]
-            )
-        if "file" in form:
-            raise errors.InvalidRequest(
-                "file must be a file part, not a text field.",
-                code="parameter_invalid",
-                param="file",
-            )
-        uploads = files.getlist("file")
-        if not uploads:
-            raise errors.InvalidRequest(
-                "file is required: the documents, as a multipart part named file.",
-                code="parameter_missing",
-                param="file",
-            )
-        if len(uploads) > 1:
-            raise errors.InvalidRequest(
-                "Upload one file per request.", code="parameter_invalid", param="file"
-            )
-        values: dict[str, str] = {}
-        for name in FORM_FIELDS[1:]:
-            given = form.getlist(name)
-            if name in files or len(given) > 1:
-                raise errors.InvalidRequest(
-                    f"{name} is one text field.", code="parameter_invalid", param=name
-                )
-            if given:
-                values[name] = given[0]
+        upload, values = multipart_upload(request, fields=FORM_FIELDS[1:], what="the documents")
         if "kind" not in values:
             raise errors.InvalidRequest(
                 "kind is required: the kind of document the file holds.",
                 code="parameter_missing",
                 param="kind",
             )
-        upload = uploads[0]
         filename = upload.name or ""
         created = upload_create(
             actor=self.actor,
