@@ -427,12 +427,12 @@ class CheckpointLatestView(AuditView):
 
     @extend_schema(
         operation_id="audit_checkpoints_latest",
-        description="The latest signed checkpoint (the first is published now if there is "
-        "none yet, for the log as it is, empty or not).",
+        description="The latest signed checkpoint (404 before the first is published).",
     )
     def get(self, request: Request) -> Response:
-        livemode = self.actor.livemode
-        checkpoint = checkpoint_latest(livemode=livemode) or checkpoint_publish(livemode=livemode)
+        checkpoint = checkpoint_latest(livemode=self.actor.livemode)
+        if checkpoint is None:
+            raise errors.NotFound("No checkpoint has been published yet.")
         return Response(checkpoint_payload(checkpoint))
 
 

@@ -23,10 +23,13 @@ broke:
 - ``checkpoint_signature``: the checkpoint note carries a valid signature by a key of the key
   set: the trusted keys when given, else the receipt's key and any ``checkpoint_keys`` (a log
   signs checkpoints with its current key, which after a rotation is not the receipt's);
-- ``origin``: the bundle's log origin is the checkpoint's;
-- ``key_pinned``: with trusted keys given, the receipt's key is one of them. Without, nothing
-  is pinned and the check says so: the bundle then proves only that it is consistent with
-  keys it carries itself, so an auditor passes the hub's published keys.
+- ``origin``: the bundle's log origin is the checkpoint's (and the one the auditor expects,
+  when it names one);
+- ``mode``: the receipt's ``livemode`` is the log's (``.../live`` or ``.../test``): a test
+  receipt never passes for a live one;
+- ``key_pinned``: the receipt's key is one of the trusted keys. Without trusted keys the check
+  fails (anyone can sign a bundle with a key of their own), unless the caller allows unpinned
+  keys to check only that the bundle is consistent with the keys it carries.
 
 Every check runs on whatever parts of the bundle are usable, so one altered field fails its
 own check and leaves the others standing. A malformed bundle gives failed checks; nothing
@@ -65,6 +68,7 @@ CHECKS = (
     "inclusion_proof",
     "checkpoint_signature",
     "origin",
+    "mode",
     "key_pinned",
 )
 """The checks ``verify_bundle`` reports, in order."""
@@ -145,14 +149,24 @@ def build_bundle(
     return bundle
 
 
-def verify_bundle(bundle: object, *, trusted_keys: Sequence[str] = ()) -> BundleResult:
+def verify_bundle(
+    bundle: object,
+    *,
+    trusted_keys: Sequence[str] = (),
+    allow_unpinned: bool = False,
+    origin: str | None = None,
+) -> BundleResult:
     """Run every check on ``bundle`` (parsed JSON); see the module docstring.
 
     ``trusted_keys`` are verifier keys the auditor obtained from the hub independently; a
-    malformed one raises ``ValueError`` (it is the caller's input, not the bundle's).
+    malformed one raises ``ValueError`` (it is the caller's input, not the bundle's). Without
+    them the bundle proves nothing (anyone can sign a bundle with a key of their own), so
+    ``key_pinned`` fails unless ``allow_unpinned`` says the caller only wants the bundle's
+    inner consistency checked. ``origin``, when given, is the log the auditor expects (e.g.
+    the live one): a bundle of another log fails ``origin``.
     """
     trusted = [_trusted(entry) for entry in trusted_keys]
-    state = _Bundle(bundle, trusted_keys=list(trusted_keys))
+    state = _Bundle(bundle, trusted_keys=list(trusted_keys), expected_origin=origin)
     steps: list[tuple[str, Callable[[], str]]] = [
         ("bundle_shape", state.check_shape),
         ("receipt_signature", state.check_receipt_signature),
@@ -160,7 +174,8 @@ def verify_bundle(bundle: object, *, trusted_keys: Sequence[str] = ()) -> Bundle
         ("inclusion_proof", state.check_inclusion),
         ("checkpoint_signature", state.check_checkpoint_signature),
         ("origin", state.check_origin),
-        ("key_pinned", lambda: state.check_pinned(trusted)),
+        ("mode", state.check_mode),
+        ("key_pinned", lambda: state.check_pinned(trusted, allow_unpinned)),
     ]
     checks = [_run(name, step) for name, step in steps]
     failed = [c.name for c in checks if not c.ok]
@@ -227,9 +242,12 @@ _LOG_FIELDS: dict[str, str] = {
 class _Bundle:
     """The bundle's parts, each extracted on demand so a check fails only on what it uses."""
 
-    def __init__(self, bundle: object, *, trusted_keys: list[str]) -> None:
+    def __init__(
+        self, bundle: object, *, trusted_keys: list[str], expected_origin: str | None = None
+    ) -> None:
         self.raw = bundle
         self.trusted_keys = trusted_keys
+        self.expected_origin = expected_origin
         self._checkpoint: Checkpoint | None = None
 
     # --- parts ---
@@ -415,13 +433,33 @@ class _Bundle:
             raise _Unusable(
                 f"the bundle names log {origin!r}, the checkpoint is of {checkpoint.origin!r}"
             )
+        if self.expected_origin is not None and origin != self.expected_origin:
+            raise _Unusable(f"the bundle is of log {origin!r}, not {self.expected_origin!r}")
         return f"log {origin}"
 
-    def check_pinned(self, trusted: list[tuple[str, bytes, bytes]]) -> str:
+    def check_mode(self) -> str:
+        """Test and live receipts live in separate logs (``.../test``, ``.../live``): a receipt
+        says which it is, and must be in the log of its mode."""
+        receipt = self._section("receipt")
+        livemode = receipt.get("livemode") if isinstance(receipt, Mapping) else None
+        if not isinstance(livemode, bool):
+            raise _Unusable("receipt.livemode is not true or false")
+        origin = self.checkpoint().origin
+        mode = "live" if livemode else "test"
+        if not origin.endswith("/" + mode):
+            raise _Unusable(f"a {mode}-mode receipt in log {origin!r}")
+        return f"a {mode}-mode receipt in the {mode} log"
+
+    def check_pinned(self, trusted: list[tuple[str, bytes, bytes]], allow_unpinned: bool) -> str:
         name, hash_, public = self.receipt_key()
         key_id = f"{name}+{hash_.hex()}"
         if not trusted:
-            return f"not pinned: no trusted key given, the bundle's own key {key_id} was used"
+            if allow_unpinned:
+                return f"not pinned (allowed): the bundle's own key {key_id} was used"
+            raise _Unusable(
+                f"no trusted key given: the bundle's own key {key_id} proves nothing; pass the"
+                " hub's published verifier key"
+            )
         if (name, hash_, public.public_bytes_raw()) not in trusted:
             raise _Unusable(f"the receipt's key {key_id} is not one of the trusted keys")
         return f"{key_id} is a trusted key"

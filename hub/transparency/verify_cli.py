@@ -46,8 +46,19 @@ def _parser() -> argparse.ArgumentParser:
         metavar="VKEY",
         help=(
             "a trusted verifier key (name+hash+base64), as the hub publishes it; repeat for"
-            " several. Without it the bundle is checked only against keys it carries itself."
+            " several. Without it (and without --allow-unpinned) the bundle fails key_pinned."
         ),
+    )
+    parser.add_argument(
+        "--origin",
+        metavar="ORIGIN",
+        help="the log the bundle must be of, e.g. the hub's live log (.../live)",
+    )
+    parser.add_argument(
+        "--allow-unpinned",
+        action="store_true",
+        help="check the bundle against the keys it carries itself, without --key (proves only"
+        " that it is consistent: anyone can sign a bundle with a key of their own)",
     )
     parser.add_argument("--json", action="store_true", help="print the result as one JSON object")
     return parser
@@ -99,7 +110,7 @@ def _summary(bundle: object, result: BundleResult) -> str:
         f" in log {log['origin']}"
     )
     if not result.pinned:
-        text += " (keys not pinned: pass --key with the hub's published verifier key)"
+        text += " (keys not pinned, as asked: the bundle's own keys were used)"
     return text
 
 
@@ -119,7 +130,9 @@ def main(argv: Sequence[str], *, stdout: TextIO | None = None, stderr: TextIO | 
     except _Unreadable as exc:
         print(f"hub audit verify: {exc}", file=err)
         return EXIT_UNREADABLE
-    result = verify_bundle(bundle, trusted_keys=args.key)
+    result = verify_bundle(
+        bundle, trusted_keys=args.key, allow_unpinned=args.allow_unpinned, origin=args.origin
+    )
     if args.json:
         print(json.dumps(result.as_dict(), ensure_ascii=False), file=out)
     else:

@@ -85,7 +85,8 @@ ROWS: list[Row] = [
     Row("GET",  "audit_statistics",        REGULATOR),
     Row("GET",  "audit_checkpoints",       REGULATOR),
     Row("POST", "audit_checkpoints",       OPERATOR,  201),
-    Row("GET",  "audit_checkpoint_latest", REGULATOR),
+    # Before any receipt, no checkpoint: the regulator is let in and told there is none yet.
+    Row("GET",  "audit_checkpoint_latest", REGULATOR, 404),
     # Without from and to: the regulator is let in and told what is missing.
     Row("GET",  "audit_consistency",       REGULATOR, 400),
     Row("GET",  "audit_keys",              REGULATOR),

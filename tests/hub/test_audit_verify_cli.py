@@ -34,7 +34,11 @@ def key() -> Ed25519PrivateKey:
 @pytest.fixture(scope="module")
 def bundle(key: Ed25519PrivateKey) -> dict[str, Any]:
     receipts = [
-        {"id": f"rcpt_{n:04d}", "amount": {"amount": f"{1000 + n}.00", "currency": "CNY"}}
+        {
+            "id": f"rcpt_{n:04d}",
+            "livemode": False,
+            "amount": {"amount": f"{1000 + n}.00", "currency": "CNY"},
+        }
         for n in range(SIZE)
     ]
     tree = merkle.MerkleTree(merkle.leaf_hash(canonicalize(r)) for r in receipts)
@@ -85,7 +89,7 @@ def _write(tmp_path: Path, value: object, name: str = "bundle.json") -> Path:
 
 def test_good_bundle_exits_0_and_prints_each_check(tmp_path: Path, bundle: dict[str, Any]) -> None:
     path = _write(tmp_path, bundle)
-    result = _run(str(path), cwd=tmp_path)
+    result = _run(str(path), "--allow-unpinned", cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     lines = result.stdout.splitlines()
     assert len(lines) == len(CHECKS) + 1
@@ -96,6 +100,30 @@ def test_good_bundle_exits_0_and_prints_each_check(tmp_path: Path, bundle: dict[
     assert "keys not pinned" in lines[-1]
     assert result.stderr == ""
     assert not Path("/nonexistent/hub-data").exists()
+
+
+def test_without_a_trusted_key_the_bundle_is_not_vouched_for(
+    tmp_path: Path, bundle: dict[str, Any]
+) -> None:
+    result = _run(str(_write(tmp_path, bundle)), cwd=tmp_path)
+    assert result.returncode == 1
+    assert result.stdout.splitlines()[-1] == "FAILED: key_pinned"
+
+
+def test_a_bundle_of_another_log_than_expected_exits_1(
+    tmp_path: Path, bundle: dict[str, Any], key: Ed25519PrivateKey
+) -> None:
+    live = "hub.test/transparency/live"
+    result = _run(
+        str(_write(tmp_path, bundle)),
+        "--key",
+        vkey(ORIGIN, public_key_raw(key)),
+        "--origin",
+        live,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 1
+    assert result.stdout.splitlines()[-1] == "FAILED: origin"
 
 
 def test_pinned_key_and_json_output(
@@ -116,7 +144,7 @@ def test_altered_receipt_exits_1_naming_the_failed_checks(
 ) -> None:
     altered = json.loads(json.dumps(bundle))
     altered["receipt"]["amount"]["amount"] = "1.00"
-    result = _run(str(_write(tmp_path, altered)), cwd=tmp_path)
+    result = _run(str(_write(tmp_path, altered)), "--allow-unpinned", cwd=tmp_path)
     assert result.returncode == 1
     lines = result.stdout.splitlines()
     assert lines[-1] == "FAILED: receipt_signature, leaf_hash"
@@ -132,7 +160,7 @@ def test_untrusted_key_exits_1(tmp_path: Path, bundle: dict[str, Any]) -> None:
 
 
 def test_reads_standard_input(tmp_path: Path, bundle: dict[str, Any]) -> None:
-    result = _run("-", cwd=tmp_path, stdin=json.dumps(bundle))
+    result = _run("-", "--allow-unpinned", cwd=tmp_path, stdin=json.dumps(bundle))
     assert result.returncode == 0, result.stdout + result.stderr
 
 

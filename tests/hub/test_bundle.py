@@ -101,8 +101,12 @@ def other_key() -> Ed25519PrivateKey:
     return Ed25519PrivateKey.generate()
 
 
-def _failed(bundle: object, trusted_keys: tuple[str, ...] = ()) -> set[str]:
-    result = verify_bundle(bundle, trusted_keys=trusted_keys)
+def _failed(
+    bundle: object, trusted_keys: tuple[str, ...] = (), *, allow_unpinned: bool = True
+) -> set[str]:
+    """The checks that fail; without trusted keys, the bundle's inner consistency only (unless
+    ``allow_unpinned`` is False)."""
+    result = verify_bundle(bundle, trusted_keys=trusted_keys, allow_unpinned=allow_unpinned)
     assert [check.name for check in result.checks] == list(CHECKS)
     assert result.ok == (not result.failed)
     assert result.failed == [check.name for check in result.checks if not check.ok]
@@ -125,7 +129,7 @@ def _flip(text: str, position: int = 0) -> str:
 @pytest.mark.parametrize("index", [0, 1, 137, 255, 256, LOG_SIZE - 1])
 def test_good_bundle_passes_every_check(log: Log, index: int) -> None:
     bundle = log.bundle(index)
-    result = verify_bundle(bundle)
+    result = verify_bundle(bundle, allow_unpinned=True)
     assert result.ok, result.checks
     assert [c.name for c in result.checks] == list(CHECKS)
     assert all(c.ok for c in result.checks)
@@ -320,29 +324,29 @@ ALTERATIONS: list[tuple[str, Alteration, set[str]]] = [
     (
         "checkpoint of another origin",
         lambda b, log: b.update(checkpoint=log.checkpoint(LOG_SIZE, origin="hub.test/other")),
-        {"origin"},
+        {"origin", "mode"},
     ),
     ("origin mismatch", _set("log.origin", "hub.test/transparency/live"), {"origin"}),
     (
         "checkpoint not a note",
         _set("checkpoint", "hello\n"),
-        {"inclusion_proof", "checkpoint_signature", "origin"},
+        {"inclusion_proof", "checkpoint_signature", "origin", "mode"},
     ),
     (
         "checkpoint signature line removed",
         _apply(lambda b: b.update(checkpoint=b["checkpoint"].split("\n\n")[0] + "\n")),
-        {"inclusion_proof", "checkpoint_signature", "origin"},
+        {"inclusion_proof", "checkpoint_signature", "origin", "mode"},
     ),
     ("object", _set("object", "receipt"), {"bundle_shape"}),
     (
         "receipt as a list",
         _set("receipt", [1, 2]),
-        {"bundle_shape", "receipt_signature", "leaf_hash"},
+        {"bundle_shape", "receipt_signature", "leaf_hash", "mode"},
     ),
     (
         "receipt missing",
         _delete("receipt"),
-        {"bundle_shape", "receipt_signature", "leaf_hash"},
+        {"bundle_shape", "receipt_signature", "leaf_hash", "mode"},
     ),
     ("leaf index as a string", _set("log.leaf_index", "5"), {"bundle_shape", "inclusion_proof"}),
     ("leaf index as a bool", _set("log.leaf_index", True), {"bundle_shape", "inclusion_proof"}),
@@ -372,7 +376,7 @@ ALTERATIONS: list[tuple[str, Alteration, set[str]]] = [
     (
         "checkpoint as an object",
         _set("checkpoint", {"size": 300}),
-        {"bundle_shape", "inclusion_proof", "checkpoint_signature", "origin"},
+        {"bundle_shape", "inclusion_proof", "checkpoint_signature", "origin", "mode"},
     ),
     (
         "signature as null",
@@ -409,7 +413,7 @@ def test_each_alteration_fails_its_check(
     alteration(bundle, log)
     assert json.dumps(bundle) != json.dumps(original)
     assert _failed(bundle) == expected
-    result = verify_bundle(bundle)
+    result = verify_bundle(bundle, allow_unpinned=True)
     for check in result.checks:
         assert check.detail  # every check says what it found
 
@@ -440,10 +444,30 @@ def test_a_forged_log_passes_only_until_keys_are_pinned(log: Log) -> None:
     forged_receipts[137]["amount"]["amount"] = "1"
     forged = _build_log(Ed25519PrivateKey.generate(), forged_receipts)
     bundle = forged.bundle(137)
+    assert verify_bundle(bundle, allow_unpinned=True).ok
+    # Without keys, the verifier does not vouch for it at all; with the hub's key, it names
+    # what is not the hub's.
     result = verify_bundle(bundle)
-    assert result.ok
-    assert not result.pinned
+    assert (result.ok, result.pinned, result.failed) == (False, False, ["key_pinned"])
     assert _failed(bundle, (log.vkey,)) == {"checkpoint_signature", "key_pinned"}
+
+
+def test_a_good_bundle_without_trusted_keys_is_not_vouched_for(log: Log) -> None:
+    assert _failed(log.bundle(7), allow_unpinned=False) == {"key_pinned"}
+    assert _failed(log.bundle(7), (log.vkey,), allow_unpinned=False) == set()
+
+
+def test_a_bundle_of_another_log_than_expected_fails_its_origin(log: Log) -> None:
+    result = verify_bundle(log.bundle(9), trusted_keys=[log.vkey], origin="hub.test/other/live")
+    assert result.failed == ["origin"]
+    good = verify_bundle(log.bundle(9), trusted_keys=[log.vkey], origin=ORIGIN)
+    assert good.ok, good.checks
+
+
+def test_a_receipt_of_the_other_mode_fails_the_mode_check(log: Log) -> None:
+    bundle = log.bundle(11)
+    bundle["receipt"]["livemode"] = True  # a live receipt in the test log
+    assert _failed(bundle, (log.vkey,)) == {"receipt_signature", "leaf_hash", "mode"}
 
 
 def test_checkpoint_signed_by_a_rotated_key(log: Log, other_key: Ed25519PrivateKey) -> None:
@@ -514,7 +538,7 @@ def test_no_junk_anywhere_raises_or_passes(log: Log) -> None:
             if target[path[-1]] == junk:
                 continue
             target[path[-1]] = junk
-            assert not verify_bundle(altered).ok, (path, junk)
+            assert not verify_bundle(altered, allow_unpinned=True).ok, (path, junk)
 
 
 def test_trusted_keys_must_be_verifier_keys(log: Log) -> None:

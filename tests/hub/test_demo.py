@@ -24,6 +24,7 @@ from adapters.sandbox.bank import BankSandbox
 from adapters.sandbox.stripe_like import StripeLikeSandbox
 from hub.sandbox import sandbox_connections, sandbox_participants
 from hub.transparency.bundle import verify_bundle
+from hub.transparency.keys import signing_keys
 from tests.support.adapters import Control
 from tests.support.worker import WorkerProcess
 
@@ -254,7 +255,7 @@ def test_the_demo_drives_one_order_end_to_end_and_the_database_agrees(
     )
     bundle = json.loads(bundle_path.read_text())
     assert bundle["receipt"]["id"] == receipt_id
-    assert verify_bundle(bundle).ok
+    assert verify_bundle(bundle, trusted_keys=[key.vkey for key in signing_keys()]).ok
     assert f"hub audit verify {bundle_path} --key" in output
     assert "FAIL" not in output
 
