@@ -410,6 +410,16 @@ def _year_to_date(
         payer_country=OuterRef("payer_country"),
         currency=OuterRef("currency"),
     ).exclude(pk=OuterRef("pk"))
+    # Another merchant's records count only where they back a payin or payout still standing:
+    # records filed and never paid against cannot use up (or probe) a payer's quota.
+    merchants = orders.values("merchant_id")
+    standing = (
+        Verification.objects.filter(subject__in=(Subject.PAYIN, Subject.PAYOUT))
+        .exclude(outcome=Outcome.REJECTED)
+        .exclude(review=Review.REJECTED)
+        .values("payment_record_id")
+    )
+    window = window.filter(Q(merchant_id__in=merchants) | Q(pk__in=standing))
     history = window.filter(Exists(others), payer_id__in=payers)
     return payer_year_to_date(_read(history, HISTORY_FIELDS), frame["payment_id"].fillna(""))
 

@@ -257,6 +257,23 @@ def test_a_denied_payer_by_name(api, merchant, tenants):
     assert verified.json()["reasons"] == ["payer_denied", "payer_not_buyer"]
 
 
+def _paid_against(order: Any) -> None:
+    """A payin of the order's merchant that its payment record backs, verified and standing."""
+    record = order.payment_records.get()
+    Verification.objects.create(
+        livemode=False,
+        merchant=order.merchant,
+        subject="payin",
+        payin=make_payin(order.merchant, amount=record.amount),
+        order_no=order.order_no,
+        order=order,
+        payment_record=record,
+        currency=record.currency,
+        amount=record.amount,
+        outcome="verified",
+    )
+
+
 def test_the_annual_quota_counts_every_merchants_payments_of_the_year(api, merchant, tenants):
     shanghai_new_year = datetime(2025, 12, 31, 16, 0, tzinfo=UTC)
     other = tenants["other_merchant"].participant
@@ -276,7 +293,7 @@ def test_the_annual_quota_counts_every_merchants_payments_of_the_year(api, merch
             (other, 200_000, shanghai_new_year + timedelta(days=4)),
         ]
     ):
-        make_documents(
+        filed = make_documents(
             who,
             order_no=f"PAST-{n}",
             amount=amount,
@@ -286,6 +303,8 @@ def test_the_annual_quota_counts_every_merchants_payments_of_the_year(api, merch
             payment={**payer, "amount": amount, "paid_at": at},
             **buyer,
         )
+        if who == other:  # another merchant's records count where money moved against them
+            _paid_against(filed)
     # A B2B payment and one in another mode count for nothing.
     make_documents(
         other,
@@ -331,6 +350,41 @@ def test_the_annual_quota_counts_every_merchants_payments_of_the_year(api, merch
     )
     assert at.json()["reasons"] == []
     assert beyond.json()["reasons"] == ["annual_quota_exceeded"]
+
+
+def test_another_merchants_records_without_a_payment_use_up_no_quota(api, merchant, tenants):
+    """Records another merchant files and never paid against cannot exhaust (or probe) a
+    payer's annual quota."""
+    other = tenants["other_merchant"].participant
+    payer: dict[str, Any] = {"payer_id": "kr-payer-9", "payer_name": "Kim", "payer_country": "KR"}
+    buyer: dict[str, Any] = {"buyer_id": "kr-payer-9", "buyer_name": "Kim"}
+    now = datetime.now(UTC)
+    big: dict[str, Any] = {"amount": 5_200_000, "goods_amount": 5_200_000, "shipping_amount": 0}
+    make_documents(
+        other,
+        order_no="FILED-ONLY",
+        ordered_at=now - timedelta(days=3),
+        payment={**payer, "amount": 5_200_000, "paid_at": now - timedelta(days=3)},
+        **big,
+        **buyer,
+    )
+    make_documents(
+        merchant.participant,
+        order_no="MINE",
+        ordered_at=now - timedelta(hours=3),
+        payment={**payer, "amount": 150000, "paid_at": now - timedelta(hours=2)},
+        waybill={"shipped_at": now - timedelta(hours=1)},
+        amount=150000,
+        goods_amount=150000,
+        shipping_amount=0,
+        **buyer,
+    )
+
+    mine = ask(
+        api, merchant, payin=make_payin(merchant.participant, amount=150000).pk, order_no="MINE"
+    )
+
+    assert (mine.json()["outcome"], mine.json()["reasons"]) == ("verified", [])
 
 
 # --- review --------------------------------------------------------------------------------------

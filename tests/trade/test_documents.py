@@ -317,7 +317,12 @@ def test_the_services_take_minor_units_and_aware_times(tenants):
 
 @pytest.mark.parametrize(
     ("amount", "code"),
-    [(0, "amount_too_small"), (-5, "amount_negative"), (10**17, "amount_too_large")],
+    [
+        (0, "amount_too_small"),
+        (-5, "amount_negative"),
+        (10**17, "amount_too_large"),
+        (2**53, "amount_too_large"),
+    ],
 )
 def test_the_services_refuse_bad_minor_units(tenants, amount, code):
     actor = principal_for(tenants["merchant"].participant)
@@ -561,3 +566,31 @@ def test_bodies_of_every_kind_build(api, merchant):
     ):
         response = api.post(PATHS[kind], body, key=merchant.key)
         assert response.status_code == 201, (kind, response.json())
+
+
+def test_the_largest_document_amount_is_one_below_2_to_the_53(api, tenants):
+    """Verification's vectorised pass holds amounts in float columns, exact below 2**53."""
+    merchant = tenants["merchant"]
+    largest = "90071992547409.91"  # 2**53 - 1 minor units of CNY
+    body = {
+        "contract_no": "C-BIG",
+        "buyer_name": "Busan Trading",
+        "buyer_country": "KR",
+        "currency": "CNY",
+        "amount": largest,
+        "signed_at": "2026-10-01T09:00:00+08:00",
+    }
+
+    filed = api.post("/v1/trade/contracts", body, key=merchant.key)
+    over = api.post(
+        "/v1/trade/contracts",
+        {**body, "contract_no": "C-BIGGER", "amount": "90071992547409.92"},
+        key=merchant.key,
+    )
+
+    assert (filed.status_code, filed.json()["amount"]) == (201, largest)
+    assert (over.status_code, error_of(over)["code"], error_of(over)["param"]) == (
+        400,
+        "amount_too_large",
+        "amount",
+    )
