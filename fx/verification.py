@@ -134,14 +134,17 @@ def denied_party_payload(party: DeniedParty) -> dict[str, Any]:
 
 
 def verifications_visible(*, actor: Principal) -> QuerySet[Verification]:
-    """A merchant's own; for a bank, the review queue and what the bank decided; all for the
-    operator."""
+    """A merchant's own; for a bank, what it decided and the review queue of the merchants it
+    serves (those it pays out for: a bank sees no other merchant's trade data); all for the
+    operator, who also works the queue of merchants no bank serves yet."""
     queryset = Verification.objects.filter(livemode=actor.livemode)
     if actor.is_operator:
         return queryset
     if actor.role == Role.BANK:
+        bank = actor.participant
+        served = Payout.objects.filter(connection__participant=bank).values("merchant_id")
         return queryset.filter(
-            Q(review=Review.PENDING) | Q(reviewed_by=actor.participant),
+            Q(reviewed_by=bank) | Q(review=Review.PENDING, merchant_id__in=served),
             subject__in=(Subject.PAYIN, Subject.PAYOUT),
         )
     if actor.role == Role.MERCHANT:

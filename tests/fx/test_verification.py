@@ -391,7 +391,9 @@ def test_another_merchants_records_without_a_payment_use_up_no_quota(api, mercha
 
 
 @pytest.fixture
-def in_review(api: Api, merchant: Tenant) -> dict[str, Any]:
+def in_review(api: Api, merchant: Tenant, tenants: dict[str, Tenant]) -> dict[str, Any]:
+    """A payin in review, of a merchant the bank pays out for (the bank serves it)."""
+    make_payout(merchant.participant, bank=tenants["bank"].participant)
     make_documents(merchant.participant, payment={"payer_id": "someone-else"})
     response = ask(api, merchant, payin=make_payin(merchant.participant).pk, order_no="ORD-1")
     assert response.json()["outcome"] == "review"
@@ -424,6 +426,18 @@ def test_a_bank_officer_approves_from_the_queue(api, tenants, in_review):
     assert api.get(f"{URL}/{in_review['id']}", key=tenants["other_bank"].key).status_code == 404
     merchant_view = api.get(f"{URL}/{in_review['id']}", key=tenants["merchant"].key)
     assert merchant_view.json()["decision"] == "verified"
+
+
+def test_a_bank_that_does_not_serve_the_merchant_neither_sees_nor_decides(api, tenants, in_review):
+    other_bank = tenants["other_bank"]
+    before, rows = counts(), state()
+
+    queue = api.get(URL, key=other_bank.key, params={"review": "pending"}).json()["data"]
+    decided = api.post(f"{URL}/{in_review['id']}/approve", {"note": "x"}, key=other_bank.key)
+
+    assert queue == []
+    assert (decided.status_code, error_of(decided)["code"]) == (404, "resource_missing")
+    assert (counts(), state()) == (before, rows)
 
 
 def test_the_operator_rejects(api, tenants, in_review):
