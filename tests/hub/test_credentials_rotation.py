@@ -59,3 +59,44 @@ def test_reencrypt_moves_every_secret_to_the_newest_key(keys):
     use(old)  # and the old key alone no longer reads them
     with pytest.raises(InvalidToken):
         crypto.decrypt(connection.credentials_encrypted)
+
+
+@pytest.mark.django_db
+def test_reencrypt_moves_the_logs_signing_keys_too(keys):
+    from hub.models import SigningKey
+    from hub.transparency.keys import signing_key_active, signing_key_rotate
+
+    old, new, use = keys
+    first = signing_key_active()
+    signing_key_rotate()
+    before = {k.pk: k.private_key_encrypted for k in SigningKey.objects.all()}
+
+    use(new, old)
+    call_command("credentials", "reencrypt")
+    use(new)
+
+    after = {k.pk: k.private_key_encrypted for k in SigningKey.objects.all()}
+    assert set(after) == set(before)
+    assert all(after[pk] != before[pk] for pk in before)
+    retired = SigningKey.objects.get(key_id=first.key_id)
+    assert len(crypto.decrypt(retired.private_key_encrypted)) > 0  # the new key reads it
+    use(old)  # and the old key alone no longer does
+    with pytest.raises(InvalidToken):
+        crypto.decrypt(retired.private_key_encrypted)
+
+
+@pytest.mark.django_db
+def test_the_operator_rotates_the_logs_signing_key_from_the_command_line(capsys):
+    from hub.transparency.keys import signing_key_active, signing_keys
+
+    first = signing_key_active()
+
+    call_command("transparency_key", "rotate")
+
+    out = capsys.readouterr().out.splitlines()
+    keys = signing_keys()
+    assert [k.active for k in keys] == [False, True]
+    assert keys[0].key_id == first.key_id
+    assert out[0] == f"new active key {keys[1].key_id}"
+    assert out[1].startswith(f"{keys[0].vkey}  retired ")
+    assert out[2] == f"{keys[1].vkey}  active"
