@@ -14,6 +14,7 @@ from django.utils import timezone
 
 from adapters.sandbox.bank import BankSandbox
 from hub.models import AdapterConnection, AdapterOperation
+from hub.services.adapters.operations import operation_sync
 from settlement.ledger import TransferSpec, transfer_create
 from settlement.models import Account, Transfer
 from settlement.models_payouts import Payout
@@ -267,7 +268,7 @@ def test_without_a_bank_that_pays_out_nothing_is_held(api, tenants, desk):
 @pytest.mark.worker
 @pytest.mark.django_db(transaction=True)
 def test_a_worker_killed_mid_run_leaves_no_payout_lost_or_doubled(
-    api, tenants, desk, ctl, celery_worker_factory, monkeypatch
+    api, tenants, desk, ctl, celery_worker_factory, monkeypatch, settings
 ):
     merchant = tenants["merchant"]
     # The bank answers slowly, so that the worker dies with payouts in flight.
@@ -297,19 +298,38 @@ def test_a_worker_killed_mid_run_leaves_no_payout_lost_or_doubled(
     sent_before_restart = len(ctl.payouts())
     assert sent_before_restart < 12
 
+    # A payout whose operation the killed worker recorded but whose call it never finished
+    # (it may or may not have reached the bank) is not sent again: its status sync settles it.
+    in_flight = set(
+        AdapterOperation.objects.filter(provider_id="").values_list("reference", flat=True)
+    )
+
     # Running it again (a fresh worker, a fresh sweep) completes the run.
     Payout.objects.filter(operation__isnull=True).update(created_at=long_ago)
     restarted = celery_worker_factory()
     payouts_send_unsent_task.delay()
 
     def all_sent() -> bool:
-        return len(ctl.payouts()) == 12 and not Payout.objects.filter(operation__isnull=True)
+        unsent = Payout.objects.filter(operation__isnull=True).exists()
+        unanswered = AdapterOperation.objects.filter(provider_id="").exclude(
+            reference__in=in_flight
+        )
+        return not unsent and not unanswered.exists()
 
-    wait_until(all_sent, timeout=60, what="every payout at the bank", log=restarted.log)
-    references = sorted(p["end_to_end_id"] for p in ctl.payouts())
-    assert references == sorted(payouts)  # each once, none twice
+    wait_until(all_sent, timeout=60, what="every payout sent", log=restarted.log)
+    monkeypatch.setitem(settings.HUB, "ADAPTER_NOT_FOUND_GRACE_SECONDS", 0)
+    for operation in AdapterOperation.objects.filter(reference__in=in_flight):
+        operation_sync(operation_id=operation.pk)
+
+    at_bank = [p["end_to_end_id"] for p in ctl.payouts()]
+    failed = Payout.objects.filter(status="failed")
+    assert len(set(at_bank)) == len(at_bank)  # none twice
+    assert sorted(at_bank + [p.pk for p in failed]) == sorted(payouts)  # none lost
+    assert set(p.pk for p in failed) <= in_flight
+    assert {p.failure_code for p in failed} <= {"counterparty_never_received"}
     assert Transfer.objects.filter(type="pending").count() == 12
-    assert columns(merchant_account(desk)) == (0, 1_000_00, 120_00, 0)
+    # The holds of the payouts at the bank stand; those of the ones it never got are released.
+    assert columns(merchant_account(desk)) == (0, 1_000_00, 10_00 * len(at_bank), 0)
 
 
 def test_a_payouts_hold_is_not_resolved_by_hand(api, tenants, desk):
