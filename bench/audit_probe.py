@@ -148,8 +148,9 @@ def sign() -> dict[str, Any]:
     from django.utils import timezone
 
     from fx.models import Verification
-    from fx.receipts import _stamp, receipt_document, receipt_drafts
+    from fx.receipts import receipt_document, receipt_drafts
     from hub.ids import new_ids
+    from hub.transparency.checkpoint import format_time
     from hub.transparency.jcs import canonicalize_plain
     from hub.transparency.keys import signing_key_active
 
@@ -157,7 +158,7 @@ def sign() -> dict[str, Any]:
     sample = list(Verification.objects.order_by("pk").values_list("pk", flat=True)[:5000])
     drafts, parties = receipt_drafts(sample)
     ids = new_ids("rcpt", len(drafts))
-    issued_at = _stamp(timezone.now())
+    issued_at = format_time(timezone.now())
     start = time.time()
     for draft, receipt_id in zip(drafts, ids, strict=True):
         document = receipt_document(

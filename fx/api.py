@@ -29,6 +29,7 @@ from hub.api.serializers import (
     ObjectTypeField,
     StrictSerializer,
     TimestampField,
+    timestamp,
 )
 from hub.models import Role
 from hub.money import format_amount, money_payload, parse_amount
@@ -46,7 +47,7 @@ REFERENCE = r"^[A-Za-z0-9_.:-]{1,64}$"
 REPORT_DAYS = (date(1999, 1, 4), date(9998, 12, 31))
 
 
-def _date_param(
+def date_param(
     request: Request,
     name: str,
     default: date | None = None,
@@ -72,10 +73,6 @@ def _date_param(
     return value
 
 
-def _stamp(value: Any) -> str:
-    return str(TimestampField().to_representation(value))
-
-
 # --- rates ---------------------------------------------------------------------------------------
 
 
@@ -99,7 +96,7 @@ class RateView(HubAPIView):
         params = request.query_params
         base, quote = check_pair(params.get("base"), params.get("quote"), params=("base", "quote"))
         if "date" in params:
-            rate = reference_rate(base=base, quote=quote, on=_date_param(request, "date"))
+            rate = reference_rate(base=base, quote=quote, on=date_param(request, "date"))
         else:  # the latest rate the data at hand has
             rate = latest_rate(base=base, quote=quote, on=timezone.now().date())
         return Response(
@@ -133,7 +130,7 @@ class RateHistoryView(ExportView):
         params = request.query_params
         base, quote = check_pair(params.get("base"), params.get("quote"), params=("base", "quote"))
         fmt = self.file_format(request)
-        start, end = _date_param(request, "from"), _date_param(request, "to")
+        start, end = date_param(request, "from"), date_param(request, "to")
         history = list(rate_history(base=base, quote=quote, start=start, end=end))
         rows = [
             (date.fromordinal(start.toordinal() + n).isoformat(), rate)
@@ -226,8 +223,8 @@ class QuoteOut(serializers.Serializer):
                 for order in quote.orders
             ],
             "status": quote.status,
-            "expires_at": _stamp(quote.expires_at),
-            "created_at": _stamp(quote.created_at),
+            "expires_at": timestamp(quote.expires_at),
+            "created_at": timestamp(quote.created_at),
         }
 
 
@@ -354,7 +351,7 @@ class ConversionOut(serializers.Serializer):
             "transfers": transfers,
             "reference": conversion.reference,
             "metadata": conversion.metadata,
-            "created_at": _stamp(conversion.created_at),
+            "created_at": timestamp(conversion.created_at),
         }
 
 
@@ -447,8 +444,8 @@ class AutoConversionOut(serializers.Serializer):
             "from_account": rule.from_account_id,
             "to_account": rule.to_account_id,
             "enabled": rule.enabled,
-            "created_at": _stamp(rule.created_at),
-            "updated_at": _stamp(rule.updated_at),
+            "created_at": timestamp(rule.created_at),
+            "updated_at": timestamp(rule.updated_at),
         }
 
 
@@ -495,7 +492,7 @@ class DailyReportView(ExportView):
     def get(self, request: Request) -> Any:
         fmt = self.file_format(request)
         report = fx_daily_report(
-            day=_date_param(request, "date", bounds=REPORT_DAYS), livemode=self.actor.livemode
+            day=date_param(request, "date", bounds=REPORT_DAYS), livemode=self.actor.livemode
         )
         if fmt == "csv":
             columns = list(report.lines[0]) if report.lines else ["currency"]

@@ -19,6 +19,7 @@ from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from fx.api import date_param
 from fx.models_receipts import Receipt
 from fx.models_verification import Outcome
 from fx.receipts import receipt_bundle
@@ -27,7 +28,7 @@ from hub.api.base import HubAPIView
 from hub.api.exports import ExportView, csv_response
 from hub.api.pagination import LIST_PARAMETERS, choice_param, list_body, paginate
 from hub.api.permissions import Rule
-from hub.api.serializers import TimestampField
+from hub.api.serializers import timestamp
 from hub.ids import is_valid_id
 from hub.models import Checkpoint, Role
 from hub.money import format_amount
@@ -61,22 +62,8 @@ def _b64(value: bytes | memoryview) -> str:
     return base64.b64encode(bytes(value)).decode("ascii")
 
 
-def _stamp(value: Any) -> str:
-    return str(TimestampField().to_representation(value))
-
-
 def _day(request: Request, name: str) -> date | None:
-    raw = request.query_params.get(name)
-    if raw is None:
-        return None
-    try:
-        if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", raw):
-            raise ValueError(raw)
-        return date.fromisoformat(raw)
-    except ValueError:
-        raise errors.InvalidRequest(
-            f"{name} is a date, YYYY-MM-DD.", code="parameter_invalid", param=name
-        ) from None
+    return date_param(request, name) if name in request.query_params else None
 
 
 def _size(request: Request, name: str, *, required: bool) -> int | None:
@@ -153,7 +140,7 @@ def receipt_payload(receipt: Receipt) -> dict[str, Any]:
         "leaf_index": receipt.leaf_index,
         "key_id": receipt.key_id,
         "metadata": {},
-        "created_at": _stamp(receipt.created_at),
+        "created_at": timestamp(receipt.created_at),
     }
 
 
@@ -164,11 +151,11 @@ def checkpoint_payload(checkpoint: Checkpoint) -> dict[str, Any]:
         "livemode": checkpoint.livemode,
         "tree_size": checkpoint.tree_size,
         "root_hash": _b64(checkpoint.root_hash),
-        "timestamp": _stamp(checkpoint.timestamp),
+        "timestamp": timestamp(checkpoint.timestamp),
         "key_id": checkpoint.key_id,
         "note": checkpoint.note,
         "metadata": {},
-        "created_at": _stamp(checkpoint.timestamp),
+        "created_at": timestamp(checkpoint.timestamp),
     }
 
 
@@ -295,7 +282,7 @@ class ReceiptExportView(ExportView):
                 r["payout_id"] or "",
                 r["leaf_index"],
                 r["key_id"],
-                _stamp(r["created_at"]),
+                timestamp(r["created_at"]),
             )
             for r in queryset.order_by("leaf_index").values(
                 "id",
@@ -491,8 +478,8 @@ class KeyListView(AuditView):
                 "key_id": key.key_id,
                 "public_key": key.vkey,
                 "algorithm": "Ed25519",
-                "created_at": _stamp(key.created_at),
-                "retired_at": _stamp(key.retired_at) if key.retired_at else None,
+                "created_at": timestamp(key.created_at),
+                "retired_at": timestamp(key.retired_at) if key.retired_at else None,
             }
             for key in signing_keys()
         ]

@@ -16,7 +16,7 @@ import json
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import date
 from typing import Any
 
 from django.db import DatabaseError, connection, transaction
@@ -34,6 +34,7 @@ from hub.money import format_amount
 from hub.services.events import register_event_handler
 from hub.transparency import merkle
 from hub.transparency.bundle import build_bundle
+from hub.transparency.checkpoint import format_time
 from hub.transparency.jcs import canonicalize_plain
 from hub.transparency.keys import signing_key_active, signing_keys
 from hub.transparency.log import (
@@ -53,13 +54,6 @@ logger = logging.getLogger(__name__)
 
 RECEIPT_VERSION = 1
 ISSUE_BATCH = 2000
-
-
-def _stamp(value: datetime) -> str:
-    """RFC 3339 UTC with milliseconds, as every receipt writes its times."""
-    return (
-        value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
-    )
 
 
 def _party(participant: Participant) -> dict[str, str]:
@@ -215,7 +209,7 @@ def receipt_document(
             "reasons": [str(reason) for reason in row["reasons"]],
             "review": str(row["review"]),
             "reviewed_by": row["reviewed_by_id"],
-            "reviewed_at": _stamp(reviewed_at) if reviewed_at else None,
+            "reviewed_at": format_time(reviewed_at) if reviewed_at else None,
             "decision": draft.decision,
         },
     }
@@ -325,7 +319,7 @@ def _append(drafts: Sequence[_Draft], *, parties: dict[str, Any], livemode: bool
     transaction: a failure leaves neither receipts nor leaves)."""
     key = signing_key_active()
     now = timezone.now()
-    issued_at = _stamp(now)
+    issued_at = format_time(now)
     receipt_ids = new_ids("rcpt", len(drafts))
     # Receipts are plain by construction (see receipt_document); tests check every receipt they
     # issue against the full canonicalisation.

@@ -36,6 +36,7 @@ from django.utils import timezone
 from fx.models_verification import DeniedParty, Outcome, Verification, VerificationBatch
 from fx.verification_rules import Rules, denied_flags, payer_year_to_date, verify
 from hub import errors
+from hub.api.serializers import timestamp
 from hub.conf import hub_settings
 from hub.ids import new_id, new_ids
 from hub.models import Participant, Role
@@ -65,10 +66,6 @@ def rules_in_force() -> Rules:
     return Rules.from_settings(hub_settings.FX_VERIFICATION)
 
 
-def _stamp(value: datetime | None) -> str | None:
-    return None if value is None else value.astimezone(UTC).isoformat().replace("+00:00", "Z")
-
-
 def verification_payload(verification: Verification) -> dict[str, Any]:
     """The verification as the API and its events show it."""
     return {
@@ -95,10 +92,10 @@ def verification_payload(verification: Verification) -> dict[str, Any]:
             "status": verification.review,
             "reviewed_by": verification.reviewed_by_id,
             "note": verification.review_note or None,
-            "reviewed_at": _stamp(verification.reviewed_at),
+            "reviewed_at": timestamp(verification.reviewed_at),
         },
-        "created_at": _stamp(verification.created_at),
-        "updated_at": _stamp(verification.updated_at),
+        "created_at": timestamp(verification.created_at),
+        "updated_at": timestamp(verification.updated_at),
     }
 
 
@@ -113,7 +110,7 @@ def batch_payload(batch: VerificationBatch) -> dict[str, Any]:
         "verified_count": batch.verified_count,
         "rejected_count": batch.rejected_count,
         "review_count": batch.review_count,
-        "created_at": _stamp(batch.created_at),
+        "created_at": timestamp(batch.created_at),
     }
 
 
@@ -126,7 +123,7 @@ def denied_party_payload(party: DeniedParty) -> dict[str, Any]:
         "id_number": party.id_number or None,
         "country": party.country or None,
         "reason": party.reason,
-        "created_at": _stamp(party.created_at),
+        "created_at": timestamp(party.created_at),
     }
 
 

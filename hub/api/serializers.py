@@ -153,13 +153,18 @@ class MetadataField(serializers.Field):
         return value
 
 
+def timestamp(value: datetime | None) -> str | None:
+    """ISO 8601 in UTC with a Z, as the API shows every ``*_at``."""
+    if value is None:
+        return None
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
 class TimestampField(serializers.DateTimeField):
     """ISO 8601 in UTC with a Z, for every ``*_at`` the API shows."""
 
     def to_representation(self, value: datetime | None) -> str | None:  # type: ignore[override]
-        if value is None:
-            return None
-        return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+        return timestamp(value)
 
 
 @extend_schema_field(OpenApiTypes.STR)
