@@ -90,11 +90,20 @@ class FxConversion(models.Model):
         primary_key=True, max_length=40, default=IdFactory("conv"), editable=False
     )
     livemode = models.BooleanField()
-    merchant = models.ForeignKey(Participant, on_delete=models.PROTECT, related_name="+")
+    # Conversions are looked up by merchant through ``fx_conversion_reference_once`` and never
+    # by account; the ledger keeps every account (its trigger refuses a delete), so the account
+    # links need neither an index nor a check at each commit.
+    merchant = models.ForeignKey(
+        Participant, on_delete=models.PROTECT, related_name="+", db_index=False
+    )
     # One conversion per quote, whatever the races.
     quote = models.OneToOneField(FxQuote, on_delete=models.PROTECT, related_name="conversion")
-    sell_account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="+")
-    buy_account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="+")
+    sell_account = models.ForeignKey(
+        Account, on_delete=models.PROTECT, related_name="+", db_index=False, db_constraint=False
+    )
+    buy_account = models.ForeignKey(
+        Account, on_delete=models.PROTECT, related_name="+", db_index=False, db_constraint=False
+    )
     sell_currency = models.CharField(max_length=3)
     buy_currency = models.CharField(max_length=3)
     sell_amount = models.BigIntegerField()

@@ -16,6 +16,7 @@ from the hub's position in the buy currency, and the margin to the hub's fees.
 
 from __future__ import annotations
 
+import json
 import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -24,7 +25,8 @@ from decimal import Decimal
 from fractions import Fraction
 from typing import Any
 
-from django.db import IntegrityError, transaction
+import psycopg
+from django.db import DEFAULT_DB_ALIAS, IntegrityError, connections, transaction
 from django.utils import timezone
 
 from fx.models import FxConversion, FxQuote, FxTier
@@ -32,6 +34,7 @@ from fx.rates import check_pair, fresh_rate
 from hub import errors
 from hub.conf import hub_settings
 from hub.fastinsert import insert
+from hub.ids import new_id
 from hub.money import currency_exponent, format_amount, money_payload
 from hub.principal import Principal
 from hub.services.events import event_emit, register_event_types
@@ -226,15 +229,18 @@ def conversion_create(
     made; a used, expired or foreign quote is refused and nothing moves."""
     merchant = actor.participant
     # The quote's row is the lock: of the conversions racing for it, one finds it open.
-    quote = (
-        FxQuote.objects.select_for_update()
-        .filter(pk=quote_id, merchant=merchant, livemode=actor.livemode)
-        .first()
+    found = _quote_locked(
+        quote_id=quote_id,
+        merchant_id=merchant.pk,
+        livemode=actor.livemode,
+        sell_account_id=sell_account_id,
+        buy_account_id=buy_account_id,
     )
-    if quote is None:
+    if found is None:
         raise errors.InvalidRequest("No such quote.", code="quote_missing", param="quote")
+    quote, held = found
     if quote.status == FxQuote.Status.USED:
-        done = FxConversion.objects.get(quote=quote)
+        done = FxConversion.objects.get(quote_id=quote.pk)
         if (done.reference, done.sell_account_id, done.buy_account_id) == (
             reference,
             sell_account_id,
@@ -245,64 +251,131 @@ def conversion_create(
     now = timezone.now()
     if quote.expires_at <= now:
         raise errors.Conflict("The quote has expired.", code="quote_expired", param="quote")
-    held = dict(
-        Account.objects.filter(
-            pk__in=(sell_account_id, buy_account_id),
-            owner=merchant,
-            livemode=actor.livemode,
-            kind=Kind.MERCHANT_SETTLEMENT,
-        ).values_list("pk", "currency")
-    )
-    for param, account_id, currency in (
-        ("sell_account", sell_account_id, quote.sell_currency),
-        ("buy_account", buy_account_id, quote.buy_currency),
+    for param, currency in (
+        ("sell_account", quote.sell_currency),
+        ("buy_account", quote.buy_currency),
     ):
-        if account_id not in held:
+        if held[param] is None:
             raise errors.InvalidRequest(
                 "No such settlement account.", code="account_missing", param=param
             )
-        if held[account_id] != currency:
+        if held[param] != currency:
             raise errors.InvalidRequest(
-                f"The {param.replace('_', ' ')} is in {held[account_id]}, not {currency}.",
+                f"The {param.replace('_', ' ')} is in {held[param]}, not {currency}.",
                 code="currency_mismatch",
                 param=param,
             )
-    try:
-        with transaction.atomic():
-            conversion = FxConversion(
-                livemode=actor.livemode,
-                merchant=merchant,
-                quote=quote,
-                sell_account_id=sell_account_id,
-                buy_account_id=buy_account_id,
-                sell_currency=quote.sell_currency,
-                buy_currency=quote.buy_currency,
-                sell_amount=quote.sell_amount,
-                margin_amount=quote.margin_amount,
-                buy_amount=quote.buy_amount,
-                reference=reference,
-                metadata=dict(metadata or {}),
-                created_at=now,
-            )
-            insert(conversion)
-    except IntegrityError:
-        raise errors.Conflict(
-            f"The reference {reference!r} was used for another conversion.",
-            code="conversion_reference_reused",
-            param="reference",
-        ) from None
-    quote.status = FxQuote.Status.USED
-    FxQuote.objects.filter(pk=quote.pk).update(status=quote.status)
+    conversion = FxConversion(
+        id=new_id("conv"),
+        livemode=actor.livemode,
+        merchant=merchant,
+        quote_id=quote.pk,
+        sell_account_id=sell_account_id,
+        buy_account_id=buy_account_id,
+        sell_currency=quote.sell_currency,
+        buy_currency=quote.buy_currency,
+        sell_amount=quote.sell_amount,
+        margin_amount=quote.margin_amount,
+        buy_amount=quote.buy_amount,
+        reference=reference,
+        metadata=dict(metadata or {}),
+        created_at=now,
+    )
     event_emit(
         type="fx_conversion.created",
         owner=merchant,
         actor=actor,
         data=conversion_payload(conversion),
     )
-    # The ledger last: the hub's position and fee accounts, which every conversion moves, stay
-    # locked only from here to the commit.
-    _move(conversion)
+    try:
+        # The ledger last: the hub's position and fee accounts, which every conversion moves,
+        # stay locked only from there to the commit.
+        _move(conversion)
+    except IntegrityError as exc:
+        # PostgreSQL names the constraint; SQLite its columns.
+        if not {"fx_conversion_reference_once", "fx_fxconversion.reference"} & {
+            word.strip('",') for word in str(exc).split()
+        }:
+            raise
+        raise errors.Conflict(
+            f"The reference {reference!r} was used for another conversion.",
+            code="conversion_reference_reused",
+            param="reference",
+        ) from None
     return conversion, True
+
+
+# The quote locked, and the currencies of the merchant's two settlement accounts named (NULL for
+# one that is not such an account of its), in one statement.
+_QUOTE_LOCKED = """
+SELECT q.status, q.expires_at, q.sell_currency, q.buy_currency,
+       q.sell_amount, q.margin_amount, q.buy_amount, s.currency, b.currency
+FROM fx_fxquote q
+LEFT JOIN settlement_account s
+  ON s.id = %s AND s.owner_id = q.merchant_id AND s.livemode = q.livemode AND s.kind = %s
+LEFT JOIN settlement_account b
+  ON b.id = %s AND b.owner_id = q.merchant_id AND b.livemode = q.livemode AND b.kind = %s
+WHERE q.id = %s AND q.merchant_id = %s AND q.livemode = %s
+FOR UPDATE OF q
+"""
+
+
+def _quote_locked(
+    *, quote_id: str, merchant_id: str, livemode: bool, sell_account_id: str, buy_account_id: str
+) -> tuple[FxQuote, dict[str, str | None]] | None:
+    """The merchant's quote, locked, with the currency of each account named if it is one of
+    the merchant's settlement accounts in that mode (else None)."""
+    db = connections[DEFAULT_DB_ALIAS]
+    if db.vendor != "postgresql":
+        quote = (
+            FxQuote.objects.select_for_update()
+            .filter(pk=quote_id, merchant_id=merchant_id, livemode=livemode)
+            .first()
+        )
+        if quote is None:
+            return None
+        currencies = dict(
+            Account.objects.filter(
+                pk__in=(sell_account_id, buy_account_id),
+                owner_id=merchant_id,
+                livemode=livemode,
+                kind=Kind.MERCHANT_SETTLEMENT,
+            ).values_list("pk", "currency")
+        )
+        return quote, {
+            "sell_account": currencies.get(sell_account_id),
+            "buy_account": currencies.get(buy_account_id),
+        }
+    db.ensure_connection()
+    settlement = Kind.MERCHANT_SETTLEMENT.value
+    params = (
+        *(sell_account_id, settlement, buy_account_id, settlement),
+        *(quote_id, merchant_id, livemode),
+    )
+    # In a pipeline, the transaction's BEGIN travels with the statement: one round trip.
+    with (
+        db.wrap_database_errors,
+        db.connection.pipeline(),
+        psycopg.Cursor(db.connection) as cursor,
+    ):
+        cursor.execute(_QUOTE_LOCKED, params, prepare=True)
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    status, expires_at, sell, buy, sell_amount, margin_amount, buy_amount, held_sell, held_buy = row
+    quote = FxQuote(
+        id=quote_id,
+        livemode=livemode,
+        merchant_id=merchant_id,
+        sell_currency=sell,
+        buy_currency=buy,
+        sell_amount=sell_amount,
+        margin_amount=margin_amount,
+        buy_amount=buy_amount,
+        status=status,
+        expires_at=expires_at,
+    )
+    return quote, {"sell_account": held_sell, "buy_account": held_buy}
 
 
 def _move(conversion: FxConversion) -> None:
@@ -350,10 +423,35 @@ def _move(conversion: FxConversion) -> None:
                 code="fx_margin",
             )
         )
+    if connections[DEFAULT_DB_ALIAS].vendor == "postgresql":
+        # The conversion's row and the quote's use go in the transfers' statement.
+        alongside = [_conversion_insert(conversion), (_QUOTE_USED, (conversion.quote_id,))]
+    else:
+        insert(conversion)
+        FxQuote.objects.filter(pk=conversion.quote_id).update(status=FxQuote.Status.USED)
+        alongside = []
     # The merchant's accounts were checked above; the hub's are its own.
     transfers_create_linked(
-        livemode=livemode, specs=specs, accounts_checked=True, now=conversion.created_at
+        livemode=livemode,
+        specs=specs,
+        accounts_checked=True,
+        now=conversion.created_at,
+        alongside=alongside,
     )
+
+
+_QUOTE_USED = "UPDATE fx_fxquote SET status = 'used' WHERE id = %s"
+_CONVERSION_COLUMNS = [str(f.column) for f in FxConversion._meta.concrete_fields]
+_CONVERSION_INSERT = (
+    f"INSERT INTO fx_fxconversion ({', '.join(_CONVERSION_COLUMNS)}) "  # noqa: S608 (constant names)
+    f"VALUES ({', '.join(['%s'] * len(_CONVERSION_COLUMNS))})"
+)
+
+
+def _conversion_insert(conversion: FxConversion) -> tuple[str, list[Any]]:
+    values: list[Any] = [getattr(conversion, name) for name in _CONVERSION_COLUMNS]
+    values[_CONVERSION_COLUMNS.index("metadata")] = json.dumps(conversion.metadata)
+    return _CONVERSION_INSERT, values
 
 
 def conversion_payload(conversion: FxConversion) -> dict[str, Any]:

@@ -372,6 +372,7 @@ def transfers_create_linked(
     specs: Sequence[TransferSpec],
     accounts_checked: bool = False,
     now: datetime | None = None,
+    alongside: Sequence[tuple[str, Sequence[Any]]] = (),
 ) -> list[Transfer]:
     """A few transfers that are made together or not at all, as one ``INSERT``: the database
     checks them and takes their accounts' locks at the end of that statement, in id order, so
@@ -382,7 +383,9 @@ def transfers_create_linked(
     since after a refused statement the caller's transaction can ask nothing more. For callers
     that need no per-item answers; batches with per-item results use
     ``transfers_create_batch``. ``now`` stamps them with the time of the caller's own record
-    (so that the two fall on the same day)."""
+    (so that the two fall on the same day). ``alongside`` (PostgreSQL only) are the caller's own
+    writes, each one ``INSERT``, ``UPDATE`` or ``DELETE`` with its parameters, made by the same
+    statement as data-modifying CTEs: one round trip for all, and a refusal of any undoes all."""
     if not 1 <= len(specs) <= MAX_LINKED:
         raise errors.InvalidRequest(
             f"Linked transfers are 1 to {MAX_LINKED}.", code="parameter_invalid", param="transfers"
@@ -400,7 +403,7 @@ def transfers_create_linked(
         # No savepoint of its own (a round trip while the accounts are locked): a refusal
         # leaves the caller's transaction to be rolled back, as the caller's own error does.
         with transaction.atomic(savepoint=False):
-            _save_many(rows)
+            _save_many(rows, alongside)
     except DatabaseError as exc:
         if deadlocked(exc):
             raise _race_lost() from None
@@ -412,9 +415,11 @@ def transfers_create_linked(
     return rows
 
 
-def _save_many(rows: list[Transfer]) -> None:
+def _save_many(rows: list[Transfer], alongside: Sequence[tuple[str, Sequence[Any]]] = ()) -> None:
     db = connections[DEFAULT_DB_ALIAS]
     if db.vendor != "postgresql":
+        if alongside:
+            raise ValueError("writes alongside linked transfers need PostgreSQL")
         for row in rows:
             row.save(force_insert=True)
         return
@@ -424,6 +429,11 @@ def _save_many(rows: list[Transfer]) -> None:
         f"VALUES {', '.join([one] * len(rows))} RETURNING seq"
     )
     values: list[Any] = []
+    if alongside:
+        ctes = ", ".join(f"w{n} AS ({sql})" for n, (sql, _) in enumerate(alongside))
+        statement = f"WITH {ctes} {statement}"
+        for _, params in alongside:
+            values.extend(params)
     for row in rows:
         own = [getattr(row, name) for name in _COLUMNS]
         own[_METADATA] = json.dumps(row.metadata) if row.metadata else "{}"

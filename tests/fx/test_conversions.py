@@ -15,7 +15,7 @@ from fx.rates import latest_rate
 from hub.models import Event
 from settlement.models import Account, Transfer
 from tests.conftest import error_of
-from tests.factories.ledger import columns
+from tests.factories.ledger import columns, open_account
 from tests.fx.conftest import Desk
 
 
@@ -129,6 +129,43 @@ def test_a_conversion_beyond_the_merchants_funds_moves_nothing(desk: Desk):
     response = desk.convert(quote["id"], sell_account=desk.cny.pk, buy_account=desk.krw.pk)
 
     assert (response.status_code, error_of(response)["code"]) == (409, "insufficient_funds")
+    assert state() == before
+
+
+def test_a_conversion_into_accounts_not_the_merchants_own_moves_nothing(desk: Desk):
+    quote = cny_to_krw(desk)
+    stranger = open_account(Account.Kind.MERCHANT_SETTLEMENT, "KRW")
+    hubs = open_account(Account.Kind.EQUITY, "KRW")
+    before = state()
+    cases = [
+        ({"sell_account": desk.cny.pk, "buy_account": stranger.pk}, "account_missing"),
+        ({"sell_account": desk.cny.pk, "buy_account": hubs.pk}, "account_missing"),
+        ({"sell_account": "acc_nope", "buy_account": desk.krw.pk}, "account_missing"),
+        ({"sell_account": desk.krw.pk, "buy_account": desk.cny.pk}, "currency_mismatch"),
+        ({"sell_account": desk.cny.pk, "buy_account": desk.cny.pk}, "currency_mismatch"),
+    ]
+    for accounts, code in cases:
+        response = desk.convert(quote["id"], **accounts)
+        assert (response.status_code, error_of(response)["code"]) == (400, code), accounts
+        assert state() == before
+
+
+def test_a_reference_used_by_another_conversion_moves_nothing(desk: Desk):
+    first = cny_to_krw(desk, "10.00")
+    second = cny_to_krw(desk, "20.00")
+    done = desk.convert(first["id"], "inv-7", sell_account=desk.cny.pk, buy_account=desk.krw.pk)
+    assert done.status_code == 201, done.json()
+    before = state()
+
+    response = desk.convert(
+        second["id"], "inv-7", sell_account=desk.cny.pk, buy_account=desk.krw.pk
+    )
+
+    assert (response.status_code, error_of(response)["code"]) == (
+        409,
+        "conversion_reference_reused",
+    )
+    assert error_of(response)["param"] == "reference"
     assert state() == before
 
 
