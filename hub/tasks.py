@@ -17,6 +17,12 @@ def event_dispatch_task(*, event_id: str) -> int:
     return event_dispatch(event_id=event_id)
 
 
+@shared_task(name="hub.event_dispatch_many")
+def event_dispatch_many_task(*, event_ids: list[str]) -> int:
+    """Events committed together in one process, sent as one task."""
+    return sum(event_dispatch(event_id=event_id) for event_id in event_ids)
+
+
 @shared_task(name="hub.webhook_attempt")
 def webhook_attempt_task(*, delivery_id: str, attempt: int, lease: str = "") -> str | None:
     return webhook_attempt(delivery_id=delivery_id, attempt=attempt, lease=lease)
@@ -42,6 +48,7 @@ def ping_task(*, path: str) -> None:
 __all__ = [
     "adapter_operation_sync_task",
     "adapter_repair_task",
+    "event_dispatch_many_task",
     "event_dispatch_task",
     "idempotency_purge_task",
     "inbound_apply_task",

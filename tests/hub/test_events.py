@@ -339,3 +339,67 @@ def test_the_sweep_relays_events_whose_hand_off_was_lost(tenants, sent_tasks):
     sent_tasks.calls.clear()
     assert webhook_sweep() == (1, 0)
     assert sent_tasks.of("hub.event_dispatch") == []
+
+
+def test_events_committed_while_one_is_being_sent_go_together_in_one_task(
+    transactional_db, tenants, sent_tasks, monkeypatch
+):
+    """The thread sending holds the others' events and sends them in one task when it is done;
+    none is lost, none sent twice."""
+    import threading
+
+    import hub.tasks
+
+    owner = tenants["merchant"].participant
+    first_sending, release = threading.Event(), threading.Event()
+    single = hub.tasks.event_dispatch_task
+
+    class Slow:
+        def apply_async(self, kwargs: dict[str, Any], **options: Any) -> None:
+            single.apply_async(kwargs, **options)
+            first_sending.set()
+            assert release.wait(10)
+
+    monkeypatch.setattr(hub.tasks, "event_dispatch_task", Slow())
+    made: list[str] = []
+
+    def commit_one() -> None:
+        try:
+            made.append(emit(owner).pk)
+        finally:
+            connection.close()
+
+    sender = threading.Thread(target=commit_one)
+    sender.start()
+    assert first_sending.wait(10)
+    others = [threading.Thread(target=commit_one) for _ in range(3)]
+    for thread in others:
+        thread.start()
+    for thread in others:
+        thread.join(10)
+    # The three committed and returned while the first was still sending its own.
+    assert len(made) == 3
+    assert sent_tasks.names() == ["hub.event_dispatch"]
+    release.set()
+    sender.join(10)
+
+    first = sent_tasks.calls[0][1]["event_id"]
+    assert sent_tasks.names() == ["hub.event_dispatch", "hub.event_dispatch_many"]
+    assert sorted(sent_tasks.calls[1][1]["event_ids"]) == sorted(set(made) - {first})
+    assert Event.objects.filter(pk__in=made).count() == 4
+
+
+def test_a_task_of_several_events_dispatches_each_once(tenants):
+    from hub.tasks import event_dispatch_many_task
+
+    merchant = tenants["merchant"]
+    endpoint = make_endpoint(merchant, ["participant.updated"])
+    events = [emit(merchant.participant) for _ in range(3)]
+    ids = [event.pk for event in events]
+
+    assert event_dispatch_many_task(event_ids=ids) == 3
+    assert event_dispatch_many_task(event_ids=ids) == 0  # delivered again: nothing more
+
+    assert sorted(WebhookDelivery.objects.values_list("event_id", flat=True)) == sorted(ids)
+    assert set(WebhookDelivery.objects.values_list("endpoint_id", flat=True)) == {endpoint.pk}
+    assert not Event.objects.filter(pk__in=ids, dispatched_at__isnull=True).exists()

@@ -168,5 +168,8 @@ def sent_tasks(monkeypatch: pytest.MonkeyPatch) -> SentTasks:
     ``hub.tasks`` when they send), so in-process tests can see what a worker would get."""
     sent = SentTasks()
     monkeypatch.setattr(hub.tasks, "event_dispatch_task", _Recorder("hub.event_dispatch", sent))
+    monkeypatch.setattr(
+        hub.tasks, "event_dispatch_many_task", _Recorder("hub.event_dispatch_many", sent)
+    )
     monkeypatch.setattr(hub.tasks, "webhook_attempt_task", _Recorder("hub.webhook_attempt", sent))
     return sent
