@@ -30,7 +30,7 @@ def _make_twins(apps, schema_editor):
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("fx", "0006_verification_movement_unique"),
+        ("fx", "0005_receipts_claim_index"),
         ("hub", "0004_transparency"),
         ("settlement", "0006_payins"),
     ]
