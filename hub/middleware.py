@@ -34,7 +34,8 @@ class RequestIdMiddleware:
 
 class BodyLimitMiddleware:
     """Refuse bodies over ``BODY_LIMIT`` (or the larger limit ``BODY_LIMITS`` gives their
-    path) with 413 before anything parses them."""
+    path) with 413 before anything parses them. A body over ``BODY_LIMIT`` is read only for a
+    caller whose API key authenticates: anyone else gets the 401 before the server takes it in."""
 
     def __init__(self, get_response: Handler) -> None:
         self.get_response = get_response
@@ -46,6 +47,11 @@ class BodyLimitMiddleware:
             limit = settings.BODY_LIMITS.get(request.path, settings.BODY_LIMIT)
             declared = request.META.get("CONTENT_LENGTH") or "0"
             too_big = not declared.isdigit() or int(declared) > limit
+            if not too_big and int(declared) > settings.BODY_LIMIT:
+                try:
+                    _authenticated(request)
+                except errors.HubError as exc:
+                    return error_response(exc, request)
             if not too_big:
                 try:
                     too_big = len(request.body) > limit
@@ -56,6 +62,16 @@ class BodyLimitMiddleware:
                     errors.PayloadTooLarge(f"Request bodies are limited to {limit} bytes."), request
                 )
         return self.get_response(request)
+
+
+def _authenticated(request: HttpRequest) -> None:
+    """Raises the API's 401 (or 403) unless the request's bearer key authenticates."""
+    from hub.services.api_keys import api_key_authenticate
+
+    scheme, _, secret = request.META.get("HTTP_AUTHORIZATION", "").partition(" ")
+    if scheme.lower() != "bearer" or not secret.strip():
+        raise errors.AuthenticationFailed()
+    api_key_authenticate(secret=secret.strip())
 
 
 class AuditTrailMiddleware:

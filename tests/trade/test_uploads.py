@@ -562,3 +562,45 @@ def test_a_file_far_over_the_hubs_usual_body_limit_goes_through_the_api(api, mer
         "/v1/trade/orders", raw=b'{"order_no": "' + b"x" * (1024 * 1024) + b'"}', key=merchant.key
     )
     assert elsewhere.status_code == 413
+
+
+class _Unread(io.RawIOBase):
+    """A request body that fails the test if the server reads any of it."""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        raise AssertionError("the body was read")
+
+
+@pytest.mark.parametrize(
+    ("authorization", "status", "code"),
+    [
+        ("", 401, "invalid_api_key"),
+        ("Bearer hk_test_" + "x" * 40, 401, "invalid_api_key"),
+        ("Basic dXNlcjpwYXNz", 401, "invalid_api_key"),
+    ],
+)
+def test_a_large_body_is_not_read_before_its_caller_authenticates(
+    db, merchant, authorization, status, code
+):
+    """A body over the usual 1 MiB is taken in only from a caller whose key authenticates."""
+    from django.test import RequestFactory
+    from django.test.client import ClientHandler
+
+    environ = (
+        RequestFactory().post(URL, b"", content_type="multipart/form-data; boundary=x").environ
+    )
+    environ.update(
+        {"CONTENT_LENGTH": str(8 * 1024 * 1024), "wsgi.input": _Unread()}, REMOTE_ADDR="127.0.0.1"
+    )
+    if authorization:
+        environ["HTTP_AUTHORIZATION"] = authorization
+    before = DocumentUpload.objects.count()
+
+    response = ClientHandler()(environ)
+
+    assert response.status_code == status
+    assert json.loads(response.content)["error"]["code"] == code
+    assert DocumentUpload.objects.count() == before
