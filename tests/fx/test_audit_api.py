@@ -9,8 +9,10 @@ import csv
 import io
 
 import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 
+from fx import audit_api
 from fx.models import Receipt
 from fx.receipts import receipts_issue
 from hub.models import AuditEntry
@@ -190,13 +192,18 @@ def test_statistics_count_and_add_per_group_and_currency(api, tenants, issued):
     assert (bad.status_code, error_of(bad)["param"]) == (400, "group_by")
 
 
-def test_exports_as_csv_and_parquet_hold_the_same_rows(api, tenants, issued):
+@pytest.mark.parametrize("chunk", [20_000, 2, 1])
+def test_exports_as_csv_and_parquet_hold_the_same_rows(api, tenants, issued, chunk, monkeypatch):
+    """Written a chunk at a time: in one, or in row groups of 2 or 1 (the last one short)."""
+    monkeypatch.setattr(audit_api, "EXPORT_CHUNK", chunk)
     regulator = tenants["regulator"]
 
     as_csv = api.get("/v1/receipts/export?format=csv", key=regulator.key)
     as_parquet = api.get("/v1/receipts/export?format=parquet", key=regulator.key)
 
-    rows = list(csv.DictReader(io.StringIO(as_csv.content.decode())))
+    assert as_csv["Content-Disposition"] == 'attachment; filename="receipts.csv"'
+    rows = list(csv.DictReader(io.StringIO(b"".join(as_csv.streaming_content).decode())))
+    assert pq.ParquetFile(io.BytesIO(as_parquet.content)).num_row_groups == -(-3 // chunk)
     frame = pd.read_parquet(io.BytesIO(as_parquet.content))
     assert [r["id"] for r in rows] == [r.pk for r in issued]
     assert [r["amount"] for r in rows] == ["150000", "20000", "9999"]
@@ -205,6 +212,19 @@ def test_exports_as_csv_and_parquet_hold_the_same_rows(api, tenants, issued):
     assert list(frame["leaf_index"]) == [0, 1, 2]
     bad = api.get("/v1/receipts/export?format=xlsx", key=regulator.key)
     assert (bad.status_code, error_of(bad)["param"]) == (400, "format")
+
+
+def test_an_export_that_selects_nothing_is_its_header_or_an_empty_table(api, tenants, issued):
+    regulator = tenants["regulator"]
+    query = "settled_from=2001-01-01&settled_to=2001-01-31"
+
+    as_csv = api.get(f"/v1/receipts/export?format=csv&{query}", key=regulator.key)
+    as_parquet = api.get(f"/v1/receipts/export?format=parquet&{query}", key=regulator.key)
+
+    text = b"".join(as_csv.streaming_content).decode()
+    assert text == ",".join(audit_api.EXPORT_COLUMNS) + "\r\n"
+    frame = pd.read_parquet(io.BytesIO(as_parquet.content))
+    assert (len(frame), list(frame.columns)) == (0, list(audit_api.EXPORT_COLUMNS))
 
 
 def test_every_read_is_kept_in_the_audit_trail_refused_ones_too(api, tenants, issued):
