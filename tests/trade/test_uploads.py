@@ -599,7 +599,7 @@ def test_a_large_body_is_not_read_before_its_caller_authenticates(
         environ["HTTP_AUTHORIZATION"] = authorization
     before = DocumentUpload.objects.count()
 
-    response = ClientHandler()(environ)
+    response: Any = ClientHandler()(environ)
 
     assert response.status_code == status
     assert json.loads(response.content)["error"]["code"] == code
