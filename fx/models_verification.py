@@ -61,11 +61,23 @@ class Verification(models.Model):
         Participant, on_delete=models.PROTECT, related_name="+", db_index=False
     )
     subject = models.CharField(max_length=8, choices=Subject.choices)
-    payin = models.OneToOneField(
-        Payin, null=True, blank=True, on_delete=models.PROTECT, related_name="verification"
+    # One verification per payin or payout: a unique constraint over those that name one (see
+    # Meta), so that a batch's rows, which name neither, add nothing to it.
+    payin = models.ForeignKey(
+        Payin,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="verifications",
+        db_index=False,
     )
-    payout = models.OneToOneField(
-        Payout, null=True, blank=True, on_delete=models.PROTECT, related_name="verification"
+    payout = models.ForeignKey(
+        Payout,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="verifications",
+        db_index=False,
     )
     batch = models.ForeignKey(
         VerificationBatch,
@@ -137,6 +149,12 @@ class Verification(models.Model):
                 | (Q(subject="payout") & Q(payout__isnull=False) & Q(payin__isnull=True))
                 | (Q(subject="order") & Q(payin__isnull=True) & Q(payout__isnull=True)),
                 name="fx_verification_subject",
+            ),
+            models.UniqueConstraint(
+                fields=["payin"], condition=Q(payin__isnull=False), name="fx_verification_payin"
+            ),
+            models.UniqueConstraint(
+                fields=["payout"], condition=Q(payout__isnull=False), name="fx_verification_payout"
             ),
         ]
         # Each index costs every row of a batch: those of the lookups made, and where a batch's

@@ -19,8 +19,6 @@ Inputs the documents do not carry:
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
@@ -29,8 +27,10 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pa_csv
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Exists, Model, OuterRef, Q, QuerySet
+from django.db.models import Model, Q, QuerySet
 from django.utils import timezone
 
 from fx.models_verification import DeniedParty, Outcome, Verification, VerificationBatch
@@ -209,6 +209,10 @@ CUSTOMS_FIELDS = {
     "customs_amount": "amount",
     "declared_at": "declared_at",
 }
+# Who paid (identity number and country), in which currency, when and how much: what a payer's
+# year to date sums.
+_PAYER = ("payer_id", "payer_country", "currency", "paid_at", "amount")
+_PAYER_KEYS = ("payer_country", "payer_id", "currency")
 HISTORY_FIELDS = {
     "payment_id": "id",
     "payer_id": "payer_id",
@@ -222,10 +226,15 @@ HISTORY_FIELDS = {
 def _read(queryset: QuerySet[Any], fields: dict[str, str]) -> pd.DataFrame:
     """The queryset's rows as a frame with ``fields``' names: text as Python objects (numpy
     compares them as they are), amounts as ``int64``, times as ``datetime64[ns, UTC]``. On
-    PostgreSQL the rows come packed in one value, times as integers: the ORM, or even a plain
+    PostgreSQL the rows come packed in one value that Arrow parses: the ORM, or even a plain
     cursor, makes a Python object of every value, which at a hundred thousand rows costs more
-    than the query, and so does parsing a hundred thousand timestamps written out as text."""
+    than the query, and so does parsing a hundred thousand timestamps in Python."""
     sql, params = queryset.values_list(*fields.values()).query.sql_with_params()
+    return _read_sql(sql, params, fields)
+
+
+def _read_sql(sql: str, params: Sequence[Any], fields: dict[str, str]) -> pd.DataFrame:
+    """``_read`` of a query's rows: its columns are ``fields``' values, in order."""
     amounts = [name for name, source in fields.items() if source.endswith("amount")]
     times = [name for name, source in fields.items() if source.endswith("_at")]
     packed = (
@@ -255,10 +264,9 @@ def _read(queryset: QuerySet[Any], fields: dict[str, str]) -> pd.DataFrame:
 
 # Unit and record separators: control characters that trade documents' text never holds (a
 # value that did would change the count of rows or fields, and the frame is read again plainly).
-_UNIT, _RECORD = "\x1f", "\x1e"
-# A time comes as nanoseconds since the epoch (exact: EXTRACT gives a numeric); a missing one as
-# the integer numpy reads as NaT.
-_NAT = np.iinfo(np.int64).min
+# Arrow's reader ends a row at a line feed or a carriage return, so text holding either is read
+# plainly too.
+_UNIT, _RECORD = "\x1f", "\n"
 
 
 def _read_packed(
@@ -268,57 +276,94 @@ def _read_packed(
     amounts: list[str],
     times: list[str],
 ) -> pd.DataFrame | None:
-    """Every row packed by PostgreSQL into one text value, unpacked by pandas' C parser: no
-    Python object per value, nor a message per row (as COPY sends them). None when a value
-    held a separator."""
+    """Every row packed by PostgreSQL into one text value, unpacked by Arrow's CSV reader (in
+    C++): no Python object per row, nor a message per row (as COPY sends them), and times
+    parsed without Python; text columns become Python strings in one pass each. None when a
+    value held a separator, or a time is not as PostgreSQL writes it in ISO style."""
     names = [f"c{n}" for n in range(len(fields))]
-    packed = ", ".join(
-        f"coalesce((extract(epoch FROM {column}) * 1000000000)::bigint, {_NAT})::text"
-        if name in times
-        else f"coalesce({column}::text, '')"
-        for name, column in zip(fields, names, strict=True)
-    )
+    packed = ", ".join(f"coalesce({column}::text, '')" for column in names)
     query = (
-        f"SELECT count(*), string_agg(concat_ws(E'\\x1f', {packed}), E'\\x1e') "  # noqa: S608
+        f"SELECT count(*), string_agg(concat_ws(E'\\x1f', {packed}), E'\\n') "  # noqa: S608
         f"FROM ({sql}) AS rows ({', '.join(names)})"
     )
-    numbers = set(amounts) | set(times)
     with connection.cursor() as cursor:
         cursor.execute(query, params)
         count, text = cursor.fetchone()
     if not count:
-        frame = pd.DataFrame(
-            {name: pd.Series([], dtype=np.int64 if name in numbers else object) for name in fields}
+        return pd.DataFrame(
+            {
+                name: pd.Series(
+                    [],
+                    dtype=np.int64
+                    if name in amounts
+                    else "datetime64[ns, UTC]"
+                    if name in times
+                    else object,
+                )
+                for name in fields
+            }
         )
-    # A value holding a separator shows as one too many: then the frame is read plainly. (The
-    # parser would not always say so: a row with a field too many makes the first an index.)
-    elif text.count(_UNIT) != count * (len(fields) - 1) or text.count(_RECORD) != count - 1:
+    # A value holding a separator shows as one too many.
+    if (
+        text.count(_UNIT) != count * (len(fields) - 1)
+        or text.count(_RECORD) != count - 1
+        or "\r" in text
+    ):
         return None
-    else:
-        try:
-            frame = pd.read_csv(
-                io.StringIO(text),
-                sep=_UNIT,
-                lineterminator=_RECORD,
-                quoting=csv.QUOTE_NONE,
-                names=list(fields),
-                header=None,
-                index_col=False,
-                dtype={name: (np.int64 if name in numbers else object) for name in fields},
-                # Text is text: "NA" is a name, not a missing value; a NULL reads as "".
-                keep_default_na=False,
-                na_values=[],
-                engine="c",
-            )
-        except (ValueError, pd.errors.ParserError):
-            return None
-        if len(frame) != count:
-            return None
-    for name in times:
-        frame[name] = pd.Series(
-            frame[name].to_numpy(dtype=np.int64).view("datetime64[ns]"), index=frame.index
-        ).dt.tz_localize("UTC")
-    return frame
+    table = _arrow_table(text.encode(), fields, amounts, times)
+    if (
+        table is None
+        or table.num_rows != count
+        or any(table.column(name).null_count for name in amounts)
+    ):
+        return None
+    columns: dict[str, pd.Series] = {}
+    for name in fields:
+        column = table.column(name)
+        if name in amounts:
+            columns[name] = pd.Series(column.to_numpy(), dtype=np.int64)
+        elif name in times:
+            naive = column.to_numpy(zero_copy_only=False).astype("datetime64[ns]")
+            columns[name] = pd.Series(naive).dt.tz_localize("UTC")
+        else:
+            columns[name] = pd.Series(column.to_numpy(zero_copy_only=False), dtype=object)
+    return pd.DataFrame(columns)
+
+
+def _arrow_table(data: bytes, fields: dict[str, str], amounts: list[str], times: list[str]) -> Any:
+    """``data`` (rows of ``fields`` as ``_read_packed`` packs them) as an Arrow table: text as
+    text, however it reads ("NA" is a name, "" is empty, not missing), amounts as ``int64``,
+    times in UTC (missing where empty); None where the reader finds the rows malformed."""
+    types = {
+        name: pa.int64()
+        if name in amounts
+        else pa.timestamp("ns", tz="UTC")
+        if name in times
+        else pa.string()
+        for name in fields
+    }
+    try:
+        return pa_csv.read_csv(
+            pa.py_buffer(data),
+            read_options=pa_csv.ReadOptions(column_names=list(fields)),
+            parse_options=pa_csv.ParseOptions(
+                delimiter=_UNIT,
+                quote_char=False,
+                escape_char=False,
+                newlines_in_values=False,
+                ignore_empty_lines=False,
+            ),
+            convert_options=pa_csv.ConvertOptions(
+                column_types=types,
+                # Only a time reads as missing, where empty: text never does.
+                null_values=[""],
+                strings_can_be_null=False,
+                quoted_strings_can_be_null=False,
+                timestamp_parsers=[pa_csv.ISO8601],
+            ),
+        )
+    except (pa.ArrowInvalid, ValueError):
+        return None
 
 
 def _first_per_order(queryset: QuerySet[Any], fields: dict[str, str]) -> pd.DataFrame:
@@ -346,13 +391,13 @@ def _taken(source: pd.Series, at: Any, found: Any, index: pd.Index) -> pd.Series
         return pd.Series(times, index=index).dt.tz_localize("UTC")
     values = source.to_numpy()
     if found.all():
-        return pd.Series(values[at], index=index)
+        return pd.Series(values[at], index=index, dtype=values.dtype)
     if values.dtype == object:
         column = np.full(len(at), None, dtype=object)
     else:
         column = np.full(len(at), np.nan)
     column[found] = values[at[found]]
-    return pd.Series(column, index=index)
+    return pd.Series(column, index=index, dtype=column.dtype)
 
 
 def documents_frame(orders: QuerySet[Order]) -> pd.DataFrame:
@@ -394,34 +439,38 @@ def _year_to_date(
     if not counted.any():
         return 0
     paid_at = pd.to_datetime(frame.loc[counted, "paid_at"], utc=True)
-    payers = PaymentRecord.objects.filter(order_id__in=orders.values("pk")).values("payer_id")
-    window = PaymentRecord.objects.filter(
-        livemode=livemode,
-        order__trade_type=TradeType.B2C,
-        currency__in=sorted(set(frame.loc[counted, "payment_currency"])),
-        # A calendar year in any time zone lies within these bounds.
-        paid_at__gte=paid_at.min().to_pydatetime() - timedelta(days=367),
-        paid_at__lte=paid_at.max().to_pydatetime(),
-    )
-    # A payment alone of its payer and currency in the window has nothing before it and is
-    # before nothing else: only the others are read (most payers pay once).
-    others = window.filter(
-        payer_id=OuterRef("payer_id"),
-        payer_country=OuterRef("payer_country"),
-        currency=OuterRef("currency"),
-    ).exclude(pk=OuterRef("pk"))
     # Another merchant's records count only where they back a payin or payout still standing:
     # records filed and never paid against cannot use up (or probe) a payer's quota.
-    merchants = orders.values("merchant_id")
     standing = (
         Verification.objects.filter(subject__in=(Subject.PAYIN, Subject.PAYOUT))
         .exclude(outcome=Outcome.REJECTED)
         .exclude(review=Review.REJECTED)
         .values("payment_record_id")
     )
-    window = window.filter(Q(merchant_id__in=merchants) | Q(pk__in=standing))
-    history = window.filter(Exists(others), payer_id__in=payers)
-    return payer_year_to_date(_read(history, HISTORY_FIELDS), frame["payment_id"].fillna(""))
+    window = PaymentRecord.objects.filter(
+        Q(merchant_id__in=orders.values("merchant_id")) | Q(pk__in=standing),
+        livemode=livemode,
+        currency__in=sorted(set(frame.loc[counted, "payment_currency"])),
+        # A calendar year in any time zone lies within these bounds.
+        paid_at__gte=paid_at.min().to_pydatetime() - timedelta(days=367),
+        paid_at__lte=paid_at.max().to_pydatetime(),
+    ).values_list("pk", "order_id", *_PAYER)
+    window_sql, window_params = window.query.sql_with_params()
+    # A payment alone of its payer and currency in the window has nothing before it and is
+    # before nothing else: only the others are read (most payers pay once), and only they are
+    # looked up among the orders (B2C ones count): one statement, grouped by the database.
+    payer = ", ".join(_PAYER_KEYS)
+    history = (
+        f"WITH w (id, order_id, {', '.join(_PAYER)}) AS ({window_sql}), "  # noqa: S608
+        f"r AS (SELECT {payer} FROM w GROUP BY {payer} HAVING count(*) > 1) "
+        f"SELECT {', '.join(f'w.{column}' for column in HISTORY_FIELDS.values())} "
+        f"FROM w JOIN r ON {' AND '.join(f'r.{c} = w.{c}' for c in _PAYER_KEYS)} "
+        f"JOIN {Order._meta.db_table} o ON o.id = w.order_id WHERE o.trade_type = %s"
+    )
+    return payer_year_to_date(
+        _read_sql(history, [*window_params, TradeType.B2C.value], HISTORY_FIELDS),
+        frame["payment_id"].fillna(""),
+    )
 
 
 def _flags(
@@ -753,7 +802,6 @@ def verifications_insert(
         "customs_declaration_id": frame["customs_id"],
         "currency": frame["currency"],
     }
-    ids = new_ids("ver", n)
     amounts = frame["amount"].to_numpy().astype(np.int64)
     constants = {
         "livemode": batch.livemode,
@@ -767,7 +815,6 @@ def verifications_insert(
     }
     if connection.vendor == "postgresql":
         _copy_verifications(
-            ids=ids,
             documents=documents,
             amounts=amounts,
             decided=decided,
@@ -775,6 +822,7 @@ def verifications_insert(
             constants=constants,
         )
         return
+    ids = new_ids("ver", n)
     texts = {name: [_null(v) for v in column.tolist()] for name, column in documents.items()}
     Verification.objects.bulk_create(
         [
@@ -829,18 +877,22 @@ def _copy_column(column: pd.Series) -> npt.NDArray[Any]:
     return values
 
 
+# Rows per piece of a COPY: the database inserts one piece while the next is written out.
+_COPY_ROWS = 5_000
+
+
 def _copy_verifications(
     *,
-    ids: list[str],
     documents: dict[str, pd.Series],
     amounts: npt.NDArray[np.int64],
     decided: list[tuple[str, str]],
     inverse: npt.NDArray[np.intp],
     constants: dict[str, Any],
 ) -> None:
-    """The rows as one block of COPY text: one statement, and no per-row work in psycopg. The
-    columns shared by every row (and the outcome with the reasons, shared by every row of one
-    mask) are written out once and repeated."""
+    """The rows as COPY text, one statement sent piece by piece: the text of each piece (ids
+    included) is made while PostgreSQL inserts the one before, and psycopg does no per-row
+    work. The columns shared by every row (and the outcome with the reasons, shared by every
+    row of one mask) are written out once and repeated."""
     tails = np.array(
         [
             "\t".join([outcome, reasons.translate(_COPY_ESCAPES)])
@@ -850,13 +902,6 @@ def _copy_verifications(
         ],
         dtype=object,
     )[inverse]
-    fields = [
-        ids,
-        *(_copy_column(column) for column in documents.values()),
-        amounts.astype(str).astype(object),
-        tails,
-    ]
-    block = "\n".join(map("\t".join, zip(*fields, strict=True))) + "\n"
     names = ["id", *documents, "amount", "outcome", "reasons", *constants]
     table = connection.ops.quote_name(Verification._meta.db_table)
     columns = ", ".join(connection.ops.quote_name(name) for name in names)
@@ -865,7 +910,15 @@ def _copy_verifications(
         connection.wrap_database_errors,
         cursor.cursor.copy(f"COPY {table} ({columns}) FROM STDIN") as copy,
     ):
-        copy.write(block.encode())
+        for start in range(0, len(amounts), _COPY_ROWS):
+            rows = slice(start, start + _COPY_ROWS)
+            fields = [
+                new_ids("ver", len(amounts[rows])),
+                *(_copy_column(column.iloc[rows]) for column in documents.values()),
+                amounts[rows].astype(str).astype(object),
+                tails[rows],
+            ]
+            copy.write(("\n".join(map("\t".join, zip(*fields, strict=True))) + "\n").encode())
 
 
 # --- denied parties ------------------------------------------------------------------------------
