@@ -292,17 +292,25 @@ def conversion_create(
         # stay locked only from there to the commit.
         _move(conversion)
     except IntegrityError as exc:
-        # PostgreSQL names the constraint; SQLite its columns.
-        if not {"fx_conversion_reference_once", "fx_fxconversion.reference"} & {
-            word.strip('",') for word in str(exc).split()
-        }:
+        if not _reference_taken(exc):
             raise
         raise errors.Conflict(
             f"The reference {reference!r} was used for another conversion.",
             code="conversion_reference_reused",
             param="reference",
         ) from None
+    conversion._state.adding = False
+    conversion._state.db = DEFAULT_DB_ALIAS
     return conversion, True
+
+
+def _reference_taken(exc: IntegrityError) -> bool:
+    """PostgreSQL names the constraint (its message's detail quotes the reference itself, so
+    only the name counts); SQLite's message names the columns."""
+    diag = getattr(exc.__cause__, "diag", None)
+    if diag is not None:
+        return bool(diag.constraint_name == "fx_conversion_reference_once")
+    return "fx_fxconversion.reference" in str(exc)
 
 
 # The quote locked, and the currencies of the merchant's two settlement accounts named (NULL for

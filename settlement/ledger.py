@@ -411,7 +411,10 @@ def transfers_create_linked(
             raise errors.Conflict(
                 "A transfer id of these was used before.", code="transfer_exists"
             ) from None
-        raise _linked_refusal(exc, rows) from None
+        refusal = _linked_refusal(exc, rows)
+        if refusal is exc:
+            raise  # not the ledger's: the caller's own writes alongside, say
+        raise refusal from None
     return rows
 
 
@@ -527,6 +530,16 @@ _SQLITE_UNIQUE = {
 
 
 def _violated(exc: BaseException, name: str) -> bool:
+    """Whether the database refused for ``name``. On PostgreSQL: the constraint it names, or the
+    trigger's ``ledger:<name>`` refusal, never the rest of the message (its detail quotes the
+    caller's values: an id or a reference may read like a constraint's name). SQLite's message
+    names the constraint, or a unique one's columns."""
+    diag = getattr(exc.__cause__, "diag", None)
+    if diag is not None:
+        if diag.constraint_name:
+            return bool(diag.constraint_name == name)
+        primary = diag.message_primary or ""
+        return primary == f"ledger:{name}" or primary.startswith(f"ledger:{name}:")
     text = str(exc)
     return name in text or (name in _SQLITE_UNIQUE and _SQLITE_UNIQUE[name] in text)
 

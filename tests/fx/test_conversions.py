@@ -150,15 +150,20 @@ def test_a_conversion_into_accounts_not_the_merchants_own_moves_nothing(desk: De
         assert state() == before
 
 
-def test_a_reference_used_by_another_conversion_moves_nothing(desk: Desk):
+@pytest.mark.parametrize(
+    "reference",
+    # References that read like the ledger's own constraints: only the constraint counts.
+    ["inv-7", "account_debits_within_credits", "transfer_resolved_once", "transfer_id_once"],
+)
+def test_a_reference_used_by_another_conversion_moves_nothing(desk: Desk, reference: str):
     first = cny_to_krw(desk, "10.00")
     second = cny_to_krw(desk, "20.00")
-    done = desk.convert(first["id"], "inv-7", sell_account=desk.cny.pk, buy_account=desk.krw.pk)
+    done = desk.convert(first["id"], reference, sell_account=desk.cny.pk, buy_account=desk.krw.pk)
     assert done.status_code == 201, done.json()
     before = state()
 
     response = desk.convert(
-        second["id"], "inv-7", sell_account=desk.cny.pk, buy_account=desk.krw.pk
+        second["id"], reference, sell_account=desk.cny.pk, buy_account=desk.krw.pk
     )
 
     assert (response.status_code, error_of(response)["code"]) == (
