@@ -447,8 +447,11 @@ def _year_to_date(
         .exclude(review=Review.REJECTED)
         .values("payment_record_id")
     )
+    # Only the payers of the orders verified: the history of anyone else changes no outcome.
+    payers = PaymentRecord.objects.filter(order_id__in=orders.values("pk")).values("payer_id")
     window = PaymentRecord.objects.filter(
         Q(merchant_id__in=orders.values("merchant_id")) | Q(pk__in=standing),
+        payer_id__in=payers,
         livemode=livemode,
         currency__in=sorted(set(frame.loc[counted, "payment_currency"])),
         # A calendar year in any time zone lies within these bounds.
