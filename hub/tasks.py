@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 
 from celery import shared_task
@@ -11,6 +12,8 @@ from hub.services.webhooks import event_dispatch, webhook_attempt, webhook_sweep
 from hub.tasks_adapters import adapter_operation_sync_task, adapter_repair_task, inbound_apply_task
 from hub.tasks_transparency import transparency_check_task, transparency_checkpoint_task
 
+logger = logging.getLogger("hub.events")
+
 
 @shared_task(name="hub.event_dispatch")
 def event_dispatch_task(*, event_id: str) -> int:
@@ -19,8 +22,15 @@ def event_dispatch_task(*, event_id: str) -> int:
 
 @shared_task(name="hub.event_dispatch_many")
 def event_dispatch_many_task(*, event_ids: list[str]) -> int:
-    """Events committed together in one process, sent as one task."""
-    return sum(event_dispatch(event_id=event_id) for event_id in event_ids)
+    """Events committed together in one process, sent as one task. One that fails is left
+    undispatched for the relay (``webhook_sweep``); the others go on."""
+    created = 0
+    for event_id in event_ids:
+        try:
+            created += event_dispatch(event_id=event_id)
+        except Exception:
+            logger.warning("event %s not dispatched, the relay sends it", event_id, exc_info=True)
+    return created
 
 
 @shared_task(name="hub.webhook_attempt")

@@ -4,6 +4,7 @@ whose hand-off was lost."""
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from collections.abc import Callable
@@ -14,6 +15,8 @@ from django.db import transaction
 from hub.fastinsert import insert
 from hub.models import Event, Participant
 from hub.principal import Principal
+
+logger = logging.getLogger("hub.events")
 
 # Every event type the hub emits. Webhook endpoints subscribe to these (or "*").
 EVENT_TYPES: set[str] = {
@@ -80,8 +83,13 @@ def event_emit(
 # Committed events of this process not yet sent to a worker. Threads that commit while one of
 # them is sending leave their events to it, and it sends them all in one task when it is done:
 # under load a process sends a task per batch rather than per event; alone, an event goes at
-# once, in its own task, as before.
+# once, in its own task, as before. A committing thread sends at most HAND_OFF_ROUNDS batches
+# before a thread of its own takes over the rest, so that no request waits long on the others'
+# events. An event whose task could not be sent (the broker down) stays undispatched: the relay
+# (``webhook_sweep``) sends it; the change it describes has committed, so its request does not
+# fail for it.
 HAND_OFF_BATCH = 500
+HAND_OFF_ROUNDS = 4
 _waiting: list[str] = []
 _lock = threading.Lock()
 _sending = False
@@ -105,20 +113,28 @@ def _hand_off(event_id: str) -> None:
         if _sending:
             return  # the sender takes it with its next batch
         _sending = True
-    try:
-        while True:
-            with _lock:
-                ids = _waiting[:HAND_OFF_BATCH]
-                del _waiting[:HAND_OFF_BATCH]
-                if not ids:
-                    _sending = False
-                    return
-            _send(ids)
-    except BaseException:
-        # What was not sent stays undispatched, and the relay (``webhook_sweep``) sends it.
+    if not _drain(rounds=HAND_OFF_ROUNDS):
+        threading.Thread(target=_drain, name="hub-event-hand-off", daemon=True).start()
+
+
+def _drain(rounds: int | None = None) -> bool:
+    """Send the waiting events, a batch at a time, until none is left (True) or ``rounds``
+    batches are sent (False: the caller is still the sender and hands the rest on)."""
+    global _sending
+    sent = 0
+    while rounds is None or sent < rounds:
         with _lock:
-            _sending = False
-        raise
+            ids = _waiting[:HAND_OFF_BATCH]
+            del _waiting[:HAND_OFF_BATCH]
+            if not ids:
+                _sending = False
+                return True
+        try:
+            _send(ids)
+        except Exception:
+            logger.warning("events not handed off, the relay sends them: %s", ids, exc_info=True)
+        sent += 1
+    return False
 
 
 def _send(ids: list[str]) -> None:

@@ -403,3 +403,108 @@ def test_a_task_of_several_events_dispatches_each_once(tenants):
     assert sorted(WebhookDelivery.objects.values_list("event_id", flat=True)) == sorted(ids)
     assert set(WebhookDelivery.objects.values_list("endpoint_id", flat=True)) == {endpoint.pk}
     assert not Event.objects.filter(pk__in=ids, dispatched_at__isnull=True).exists()
+
+
+def test_a_sender_hands_what_keeps_coming_to_a_thread_of_its_own(
+    transactional_db, tenants, sent_tasks, monkeypatch
+):
+    """A committing thread sends at most HAND_OFF_ROUNDS batches; the rest go from another
+    thread, so that its request is not held by the others' events. None is lost."""
+    import threading
+    import time
+
+    import hub.services.events as events_module
+    import hub.tasks
+
+    monkeypatch.setattr(events_module, "HAND_OFF_ROUNDS", 1)
+    owner = tenants["merchant"].participant
+    first_sending, release = threading.Event(), threading.Event()
+    single = hub.tasks.event_dispatch_task
+    senders: list[str] = []
+
+    class Slow:
+        def apply_async(self, kwargs: dict[str, Any], **options: Any) -> None:
+            senders.append(threading.current_thread().name)
+            single.apply_async(kwargs, **options)
+            if not first_sending.is_set():
+                first_sending.set()
+                assert release.wait(10)
+
+    monkeypatch.setattr(hub.tasks, "event_dispatch_task", Slow())
+    made: list[str] = []
+
+    def commit_one() -> None:
+        try:
+            made.append(emit(owner).pk)
+        finally:
+            connection.close()
+
+    sender = threading.Thread(target=commit_one, name="request-1")
+    sender.start()
+    assert first_sending.wait(10)
+    others = [threading.Thread(target=commit_one) for _ in range(3)]
+    for thread in others:
+        thread.start()
+    for thread in others:
+        thread.join(10)
+    release.set()
+    sender.join(10)
+    deadline = time.monotonic() + 10
+    while len(sent_tasks.calls) < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+    assert senders == ["request-1"]  # its one round: its own event
+    assert sent_tasks.names() == ["hub.event_dispatch", "hub.event_dispatch_many"]
+    sent = [sent_tasks.calls[0][1]["event_id"], *sent_tasks.calls[1][1]["event_ids"]]
+    assert sorted(sent) == sorted(made)
+
+
+def test_a_broker_that_refuses_the_hand_off_fails_no_committed_change(
+    transactional_db, api, tenants, sent_tasks, monkeypatch
+):
+    """The change and its event are committed; the relay sends what the broker refused."""
+    import hub.tasks
+
+    recorder = hub.tasks.event_dispatch_task
+
+    class Down:
+        def apply_async(self, kwargs: dict[str, Any], **options: Any) -> None:
+            raise ConnectionError("broker down")
+
+    monkeypatch.setattr(hub.tasks, "event_dispatch_task", Down())
+    operator, merchant = tenants["operator"], tenants["merchant"]
+
+    response = api.post(
+        f"/v1/participants/{merchant.id}", {"metadata": {"erp": "sap"}}, key=operator.key
+    )
+
+    assert response.status_code == 200, response.content
+    event = Event.objects.get()
+    assert event.dispatched_at is None
+    assert sent_tasks.calls == []
+    monkeypatch.setattr(hub.tasks, "event_dispatch_task", recorder)  # the broker is back
+    assert webhook_sweep(now=timezone.now() + timedelta(minutes=5)) == (0, 1)
+    assert sent_tasks.calls == [("hub.event_dispatch", {"event_id": event.pk}, {})]
+
+
+def test_one_event_that_fails_to_dispatch_leaves_the_others_dispatched(tenants, monkeypatch):
+    import hub.tasks
+
+    merchant = tenants["merchant"]
+    make_endpoint(merchant, ["participant.updated"])
+    events = [emit(merchant.participant) for _ in range(3)]
+    broken = events[1].pk
+    real = hub.tasks.event_dispatch
+
+    def dispatch(*, event_id: str) -> int:
+        if event_id == broken:
+            raise RuntimeError("endpoint table locked")
+        return real(event_id=event_id)
+
+    monkeypatch.setattr(hub.tasks, "event_dispatch", dispatch)
+
+    ids = [event.pk for event in events]
+
+    assert hub.tasks.event_dispatch_many_task(event_ids=ids) == 2
+    undispatched = Event.objects.filter(pk__in=ids, dispatched_at__isnull=True)
+    assert list(undispatched.values_list("pk", flat=True)) == [broken]
