@@ -202,6 +202,7 @@ def test_exports_as_csv_and_parquet_hold_the_same_rows(api, tenants, issued, chu
     as_parquet = api.get("/v1/receipts/export?format=parquet", key=regulator.key)
 
     assert as_csv["Content-Disposition"] == 'attachment; filename="receipts.csv"'
+    assert (as_csv["Row-Count"], as_parquet["Row-Count"]) == ("3", "3")
     rows = list(csv.DictReader(io.StringIO(b"".join(as_csv.streaming_content).decode())))
     assert pq.ParquetFile(io.BytesIO(as_parquet.content)).num_row_groups == -(-3 // chunk)
     frame = pd.read_parquet(io.BytesIO(as_parquet.content))
@@ -221,10 +222,22 @@ def test_an_export_that_selects_nothing_is_its_header_or_an_empty_table(api, ten
     as_csv = api.get(f"/v1/receipts/export?format=csv&{query}", key=regulator.key)
     as_parquet = api.get(f"/v1/receipts/export?format=parquet&{query}", key=regulator.key)
 
+    assert (as_csv["Row-Count"], as_parquet["Row-Count"]) == ("0", "0")
     text = b"".join(as_csv.streaming_content).decode()
     assert text == ",".join(audit_api.EXPORT_COLUMNS) + "\r\n"
     frame = pd.read_parquet(io.BytesIO(as_parquet.content))
     assert (len(frame), list(frame.columns)) == (0, list(audit_api.EXPORT_COLUMNS))
+
+
+def test_an_export_over_its_row_limit_is_refused(api, tenants, issued, monkeypatch):
+    regulator = tenants["regulator"]
+    monkeypatch.setattr(audit_api, "EXPORT_ROWS", 3)
+    assert api.get("/v1/receipts/export?format=parquet", key=regulator.key).status_code == 200
+    monkeypatch.setattr(audit_api, "EXPORT_ROWS", 2)
+
+    refused = api.get("/v1/receipts/export?format=csv", key=regulator.key)
+
+    assert (refused.status_code, error_of(refused)["code"]) == (400, "export_too_large")
 
 
 def test_every_read_is_kept_in_the_audit_trail_refused_ones_too(api, tenants, issued):
