@@ -68,9 +68,15 @@ def _authenticated(request: HttpRequest) -> None:
     """Raises the API's 401 (or 403) unless the request's bearer key authenticates."""
     from hub.services.api_keys import api_key_authenticate
 
-    scheme, _, secret = request.META.get("HTTP_AUTHORIZATION", "").partition(" ")
-    if scheme.lower() != "bearer" or not secret.strip():
+    header = request.META.get("HTTP_AUTHORIZATION", "")
+    if not header:
         raise errors.AuthenticationFailed()
+    scheme, _, secret = header.partition(" ")
+    if scheme.lower() != "bearer" or not secret.strip():
+        # As the API's authentication answers it (hub.api.auth).
+        raise errors.AuthenticationFailed(
+            "Use 'Authorization: Bearer <api key>'.", code="invalid_authorization_header"
+        )
     api_key_authenticate(secret=secret.strip())
 
 

@@ -579,7 +579,7 @@ class _Unread(io.RawIOBase):
     [
         ("", 401, "invalid_api_key"),
         ("Bearer hk_test_" + "x" * 40, 401, "invalid_api_key"),
-        ("Basic dXNlcjpwYXNz", 401, "invalid_api_key"),
+        ("Basic dXNlcjpwYXNz", 401, "invalid_authorization_header"),
     ],
 )
 def test_a_large_body_is_not_read_before_its_caller_authenticates(
