@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from datetime import timedelta
 from typing import Any
 
@@ -10,7 +12,9 @@ from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
+import hub.services.events as events_module
 import hub.services.webhooks as webhooks_module
+import hub.tasks
 from hub.models import Event, Participant, WebhookDelivery, WebhookEndpoint
 from hub.services.events import event_emit
 from hub.services.participants import participant_payload
@@ -341,33 +345,37 @@ def test_the_sweep_relays_events_whose_hand_off_was_lost(tenants, sent_tasks):
     assert sent_tasks.of("hub.event_dispatch") == []
 
 
+class HeldSend:
+    """The single-event task, recorded as ``sent_tasks`` records it, with its first send held
+    until ``release``; ``commit`` emits and commits one event from the calling thread."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, owner: Participant) -> None:
+        self.owner, self.made, self.senders = owner, list[str](), list[str]()
+        self.sending, self.release = threading.Event(), threading.Event()
+        self.recorder = hub.tasks.event_dispatch_task
+        monkeypatch.setattr(hub.tasks, "event_dispatch_task", self)
+
+    def apply_async(self, kwargs: dict[str, Any], **options: Any) -> None:
+        self.senders.append(threading.current_thread().name)
+        self.recorder.apply_async(kwargs, **options)
+        if not self.sending.is_set():
+            self.sending.set()
+            assert self.release.wait(10)
+
+    def commit(self) -> None:
+        try:
+            self.made.append(emit(self.owner).pk)
+        finally:
+            connection.close()
+
+
 def test_events_committed_while_one_is_being_sent_go_together_in_one_task(
     transactional_db, tenants, sent_tasks, monkeypatch
 ):
     """The thread sending holds the others' events and sends them in one task when it is done;
     none is lost, none sent twice."""
-    import threading
-
-    import hub.tasks
-
-    owner = tenants["merchant"].participant
-    first_sending, release = threading.Event(), threading.Event()
-    single = hub.tasks.event_dispatch_task
-
-    class Slow:
-        def apply_async(self, kwargs: dict[str, Any], **options: Any) -> None:
-            single.apply_async(kwargs, **options)
-            first_sending.set()
-            assert release.wait(10)
-
-    monkeypatch.setattr(hub.tasks, "event_dispatch_task", Slow())
-    made: list[str] = []
-
-    def commit_one() -> None:
-        try:
-            made.append(emit(owner).pk)
-        finally:
-            connection.close()
+    held = HeldSend(monkeypatch, tenants["merchant"].participant)
+    first_sending, release, made, commit_one = held.sending, held.release, held.made, held.commit
 
     sender = threading.Thread(target=commit_one)
     sender.start()
@@ -410,34 +418,9 @@ def test_a_sender_hands_what_keeps_coming_to_a_thread_of_its_own(
 ):
     """A committing thread sends at most HAND_OFF_ROUNDS batches; the rest go from another
     thread, so that its request is not held by the others' events. None is lost."""
-    import threading
-    import time
-
-    import hub.services.events as events_module
-    import hub.tasks
-
     monkeypatch.setattr(events_module, "HAND_OFF_ROUNDS", 1)
-    owner = tenants["merchant"].participant
-    first_sending, release = threading.Event(), threading.Event()
-    single = hub.tasks.event_dispatch_task
-    senders: list[str] = []
-
-    class Slow:
-        def apply_async(self, kwargs: dict[str, Any], **options: Any) -> None:
-            senders.append(threading.current_thread().name)
-            single.apply_async(kwargs, **options)
-            if not first_sending.is_set():
-                first_sending.set()
-                assert release.wait(10)
-
-    monkeypatch.setattr(hub.tasks, "event_dispatch_task", Slow())
-    made: list[str] = []
-
-    def commit_one() -> None:
-        try:
-            made.append(emit(owner).pk)
-        finally:
-            connection.close()
+    held = HeldSend(monkeypatch, tenants["merchant"].participant)
+    first_sending, release, made, commit_one = held.sending, held.release, held.made, held.commit
 
     sender = threading.Thread(target=commit_one, name="request-1")
     sender.start()
@@ -453,7 +436,7 @@ def test_a_sender_hands_what_keeps_coming_to_a_thread_of_its_own(
     while len(sent_tasks.calls) < 2 and time.monotonic() < deadline:
         time.sleep(0.01)
 
-    assert senders == ["request-1"]  # its one round: its own event
+    assert held.senders == ["request-1"]  # its one round: its own event
     assert sent_tasks.names() == ["hub.event_dispatch", "hub.event_dispatch_many"]
     sent = [sent_tasks.calls[0][1]["event_id"], *sent_tasks.calls[1][1]["event_ids"]]
     assert sorted(sent) == sorted(made)
@@ -463,7 +446,6 @@ def test_a_broker_that_refuses_the_hand_off_fails_no_committed_change(
     transactional_db, api, tenants, sent_tasks, monkeypatch
 ):
     """The change and its event are committed; the relay sends what the broker refused."""
-    import hub.tasks
 
     recorder = hub.tasks.event_dispatch_task
 
@@ -488,7 +470,6 @@ def test_a_broker_that_refuses_the_hand_off_fails_no_committed_change(
 
 
 def test_one_event_that_fails_to_dispatch_leaves_the_others_dispatched(tenants, monkeypatch):
-    import hub.tasks
 
     merchant = tenants["merchant"]
     make_endpoint(merchant, ["participant.updated"])
