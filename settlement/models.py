@@ -52,7 +52,10 @@ class Account(models.Model):
         primary_key=True, max_length=40, default=IdFactory("acct"), editable=False
     )
     livemode = models.BooleanField()
-    owner = models.ForeignKey(Participant, on_delete=models.PROTECT, related_name="accounts")
+    # Found through (owner, currency) below; an index of its own would only cost each write.
+    owner = models.ForeignKey(
+        Participant, on_delete=models.PROTECT, related_name="accounts", db_index=False
+    )
     currency = models.CharField(max_length=3)
     kind = models.CharField(max_length=32, choices=Kind.choices)
     # TigerBeetle's flags: the account may never be overdrawn on its normal side.
