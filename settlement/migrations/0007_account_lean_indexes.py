@@ -1,24 +1,31 @@
 # Every account write kept five indexes: the owner's own (and its pattern-ops twin) repeat the
 # first column of (owner, currency), and the id's pattern-ops twin serves no query (nothing
 # matches an account id with LIKE). A balance update that cannot stay on its page (a busy
-# account) writes a new entry into each.
+# account) writes a new entry into each. The indexes are dropped by name: altering the field
+# would make SQLite rebuild the table under the ledger's triggers.
 
 import django.db.models.deletion
 from django.db import migrations, models
 
-ID_TWIN = "settlement_account_id_54f56fba_like"
+DROPPED = {
+    "settlement_account_owner_id_3a5cd535": "owner_id",
+    "settlement_account_owner_id_3a5cd535_like": "owner_id varchar_pattern_ops",
+    "settlement_account_id_54f56fba_like": "id varchar_pattern_ops",
+}
 
 
-def _drop_twin(apps, schema_editor):
-    if schema_editor.connection.vendor == "postgresql":
-        schema_editor.execute(f"DROP INDEX IF EXISTS {ID_TWIN}")
+def _drop(apps, schema_editor):
+    for name in DROPPED:
+        schema_editor.execute(f"DROP INDEX IF EXISTS {name}")
 
 
-def _make_twin(apps, schema_editor):
-    if schema_editor.connection.vendor == "postgresql":
-        schema_editor.execute(
-            f"CREATE INDEX IF NOT EXISTS {ID_TWIN} ON settlement_account (id varchar_pattern_ops)"
-        )
+def _make(apps, schema_editor):
+    postgresql = schema_editor.connection.vendor == "postgresql"
+    for name, columns in DROPPED.items():
+        if postgresql or "varchar_pattern_ops" not in columns:
+            schema_editor.execute(
+                f"CREATE INDEX IF NOT EXISTS {name} ON settlement_account ({columns})"
+            )
 
 
 class Migration(migrations.Migration):
@@ -28,15 +35,19 @@ class Migration(migrations.Migration):
     ]
 
     operations = [
-        migrations.AlterField(
-            model_name="account",
-            name="owner",
-            field=models.ForeignKey(
-                db_index=False,
-                on_delete=django.db.models.deletion.PROTECT,
-                related_name="accounts",
-                to="hub.participant",
-            ),
+        migrations.SeparateDatabaseAndState(
+            state_operations=[
+                migrations.AlterField(
+                    model_name="account",
+                    name="owner",
+                    field=models.ForeignKey(
+                        db_index=False,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="accounts",
+                        to="hub.participant",
+                    ),
+                ),
+            ],
+            database_operations=[migrations.RunPython(_drop, _make)],
         ),
-        migrations.RunPython(_drop_twin, _make_twin),
     ]
