@@ -16,7 +16,6 @@ from the hub's position in the buy currency, and the margin to the hub's fees.
 
 from __future__ import annotations
 
-import json
 import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -33,7 +32,7 @@ from fx.models import FxConversion, FxQuote, FxTier
 from fx.rates import check_pair, fresh_rate
 from hub import errors
 from hub.conf import hub_settings
-from hub.fastinsert import insert
+from hub.fastinsert import insert, insert_statement
 from hub.ids import new_id
 from hub.money import currency_exponent, format_amount, money_payload
 from hub.principal import Principal
@@ -433,7 +432,7 @@ def _move(conversion: FxConversion) -> None:
         )
     if connections[DEFAULT_DB_ALIAS].vendor == "postgresql":
         # The conversion's row and the quote's use go in the transfers' statement.
-        alongside = [_conversion_insert(conversion), (_QUOTE_USED, (conversion.quote_id,))]
+        alongside = [insert_statement(conversion), (_QUOTE_USED, (conversion.quote_id,))]
     else:
         insert(conversion)
         FxQuote.objects.filter(pk=conversion.quote_id).update(status=FxQuote.Status.USED)
@@ -449,17 +448,6 @@ def _move(conversion: FxConversion) -> None:
 
 
 _QUOTE_USED = "UPDATE fx_fxquote SET status = 'used' WHERE id = %s"
-_CONVERSION_COLUMNS = [str(f.column) for f in FxConversion._meta.concrete_fields]
-_CONVERSION_INSERT = (
-    f"INSERT INTO fx_fxconversion ({', '.join(_CONVERSION_COLUMNS)}) "  # noqa: S608 (constant names)
-    f"VALUES ({', '.join(['%s'] * len(_CONVERSION_COLUMNS))})"
-)
-
-
-def _conversion_insert(conversion: FxConversion) -> tuple[str, list[Any]]:
-    values: list[Any] = [getattr(conversion, name) for name in _CONVERSION_COLUMNS]
-    values[_CONVERSION_COLUMNS.index("metadata")] = json.dumps(conversion.metadata)
-    return _CONVERSION_INSERT, values
 
 
 def conversion_payload(conversion: FxConversion) -> dict[str, Any]:

@@ -19,6 +19,17 @@ def insert(row: Model) -> None:
     if connection.vendor != "postgresql":
         row.save(force_insert=True)
         return
+    sql, values = insert_statement(row)
+    connection.ensure_connection()
+    with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
+        cursor.execute(sql, values, prepare=True)
+    row._state.adding = False
+    row._state.db = "default"
+
+
+def insert_statement(row: Model) -> tuple[str, list[Any]]:
+    """The ``INSERT`` of ``row`` (every column) and its parameters, as PostgreSQL takes them:
+    for ``insert``, or for a caller that sends it within a statement of its own."""
     model = type(row)
     if model not in _STATEMENTS:
         fields = list(model._meta.concrete_fields)
@@ -27,12 +38,7 @@ def insert(row: Model) -> None:
         table = connection.ops.quote_name(model._meta.db_table)
         _STATEMENTS[model] = (f"INSERT INTO {table} ({columns}) VALUES ({marks})", fields)  # noqa: S608
     sql, fields = _STATEMENTS[model]
-    values = [f.get_db_prep_save(getattr(row, f.attname), connection) for f in fields]
-    connection.ensure_connection()
-    with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
-        cursor.execute(sql, values, prepare=True)
-    row._state.adding = False
-    row._state.db = "default"
+    return sql, [f.get_db_prep_save(getattr(row, f.attname), connection) for f in fields]
 
 
 def copy_rows(
