@@ -37,7 +37,7 @@ from hub.ids import new_id
 from hub.money import currency_exponent, format_amount, money_payload
 from hub.principal import Principal
 from hub.services.events import event_emit, register_event_types
-from settlement.ledger import TransferSpec, transfers_create_linked
+from settlement.ledger import TransferSpec, transfers_create_linked, violated
 from settlement.models import Account
 from settlement.payouts import hub_own_account_ids
 
@@ -291,7 +291,7 @@ def conversion_create(
         # stay locked only from there to the commit.
         _move(conversion)
     except IntegrityError as exc:
-        if not _reference_taken(exc):
+        if not violated(exc, "fx_conversion_reference_once", sqlite="fx_fxconversion.reference"):
             raise
         raise errors.Conflict(
             f"The reference {reference!r} was used for another conversion.",
@@ -301,15 +301,6 @@ def conversion_create(
     conversion._state.adding = False
     conversion._state.db = DEFAULT_DB_ALIAS
     return conversion, True
-
-
-def _reference_taken(exc: IntegrityError) -> bool:
-    """PostgreSQL names the constraint (its message's detail quotes the reference itself, so
-    only the name counts); SQLite's message names the columns."""
-    diag = getattr(exc.__cause__, "diag", None)
-    if diag is not None:
-        return bool(diag.constraint_name == "fx_conversion_reference_once")
-    return "fx_fxconversion.reference" in str(exc)
 
 
 # The quote locked, and the currencies of the merchant's two settlement accounts named (NULL for

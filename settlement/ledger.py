@@ -305,7 +305,7 @@ def _insert_one_try(row: Transfer) -> tuple[Transfer, bool]:
         else:
             _save(row)
     except DatabaseError as exc:
-        if _violated(exc, "transfer_id_once"):
+        if violated(exc, "transfer_id_once"):
             return _repeat(row), False
         if deadlocked(exc):
             raise
@@ -407,7 +407,7 @@ def transfers_create_linked(
     except DatabaseError as exc:
         if deadlocked(exc):
             raise _race_lost() from None
-        if _violated(exc, "transfer_id_once"):
+        if violated(exc, "transfer_id_once"):
             raise errors.Conflict(
                 "A transfer id of these was used before.", code="transfer_exists"
             ) from None
@@ -475,7 +475,7 @@ def _check_accounts(rows: list[Transfer]) -> None:
 def _linked_refusal(exc: DatabaseError, rows: list[Transfer]) -> errors.HubError | DatabaseError:
     """The API's error for what the database refused, without asking it anything more (the
     transaction is aborted)."""
-    if _violated(exc, "account_mismatch"):
+    if violated(exc, "account_mismatch"):
         return errors.InvalidRequest(
             "The accounts do not take these transfers.", code="account_invalid"
         )
@@ -529,11 +529,11 @@ _SQLITE_UNIQUE = {
 }
 
 
-def _violated(exc: BaseException, name: str) -> bool:
+def violated(exc: BaseException, name: str, *, sqlite: str | None = None) -> bool:
     """Whether the database refused for ``name``. On PostgreSQL: the constraint it names, or the
     trigger's ``ledger:<name>`` refusal, never the rest of the message (its detail quotes the
     caller's values: an id or a reference may read like a constraint's name). SQLite's message
-    names the constraint, or a unique one's columns."""
+    names the constraint, or a unique one's columns (``sqlite``, for tables not the ledger's)."""
     diag = getattr(exc.__cause__, "diag", None)
     if diag is not None:
         if diag.constraint_name:
@@ -541,39 +541,40 @@ def _violated(exc: BaseException, name: str) -> bool:
         primary = diag.message_primary or ""
         return primary == f"ledger:{name}" or primary.startswith(f"ledger:{name}:")
     text = str(exc)
-    return name in text or (name in _SQLITE_UNIQUE and _SQLITE_UNIQUE[name] in text)
+    columns = sqlite or _SQLITE_UNIQUE.get(name)
+    return name in text or (columns is not None and columns in text)
 
 
 def _refusal(exc: DatabaseError, row: Transfer) -> errors.HubError | DatabaseError:
     """The API's error for what the database refused (anything unexpected is re-raised)."""
-    if _violated(exc, "account_debits_within_credits"):
+    if violated(exc, "account_debits_within_credits"):
         return errors.Conflict(
             "The debit account's funds do not cover this transfer.",
             code="insufficient_funds",
             param="amount",
         )
-    if _violated(exc, "account_credits_within_debits"):
+    if violated(exc, "account_credits_within_debits"):
         return errors.Conflict(
             "The credit account may not take more credits than its debits.",
             code="exceeds_debits",
             param="amount",
         )
-    if _violated(exc, "transfer_two_accounts"):
+    if violated(exc, "transfer_two_accounts"):
         return errors.InvalidRequest(
             "The debit and credit accounts are the same.",
             code="same_account",
             param="credit_account",
         )
-    if _violated(exc, "transfer_resolved_once"):
+    if violated(exc, "transfer_resolved_once"):
         done = Transfer.objects.filter(pending_id=row.pending_id, type__in=Transfer.RESOLUTIONS)
         names = {"post": "posted", "void": "voided", "expire": "expired"}
         state = names.get(str(done.values_list("type", flat=True).first()), "resolved")
         return errors.Conflict(
             f"The pending transfer is already {state}.", code=f"pending_transfer_{state}"
         )
-    if _violated(exc, "resolution_mismatch"):
+    if violated(exc, "resolution_mismatch"):
         return errors.Conflict("The pending transfer has expired.", code="pending_transfer_expired")
-    if _violated(exc, "account_mismatch"):
+    if violated(exc, "account_mismatch"):
         return _account_error(row)
     return exc
 
@@ -882,7 +883,7 @@ def _batch(*, livemode: bool, specs: Sequence[TransferSpec], atomic: bool) -> li
                         ]
                     )
         except DatabaseError as exc:
-            if _violated(exc, "transfer_id_once"):
+            if violated(exc, "transfer_id_once"):
                 # An id of the batch was taken meanwhile on other accounts: nothing was
                 # made; the same batch again answers "exists" for it.
                 raise errors.Conflict(
