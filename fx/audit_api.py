@@ -17,7 +17,6 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from django.db.models import Count, QuerySet, Sum
 from django.db.models.functions import TruncMonth
-from django.http import HttpResponse
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -28,7 +27,7 @@ from fx.models_verification import Outcome
 from fx.receipts import receipt_bundle
 from hub import errors
 from hub.api.base import HubAPIView
-from hub.api.exports import ExportView, csv_streaming_response
+from hub.api.exports import ExportView, csv_streaming_response, file_response
 from hub.api.pagination import LIST_PARAMETERS, choice_param, list_body, paginate
 from hub.api.permissions import Rule
 from hub.api.serializers import timestamp
@@ -315,9 +314,9 @@ class ReceiptExportView(ExportView):
         if fmt == "csv":
             response: Any = csv_streaming_response(EXPORT_COLUMNS, rows, "receipts.csv")
         else:
-            response = HttpResponse(_parquet(rows), content_type="application/vnd.apache.parquet")
-            response["Content-Disposition"] = 'attachment; filename="receipts.parquet"'
-            response["Cache-Control"] = "private, no-store"
+            response = file_response(
+                _parquet(rows), "application/vnd.apache.parquet", "receipts.parquet"
+            )
         # The rows the file holds: a CSV cut short (the stream broken) is told from a whole one.
         response["Row-Count"] = str(count)
         return response

@@ -5,13 +5,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.http import HttpResponse
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework.request import Request
 
-from hub.api.exports import ExportView
+from hub.api.exports import ExportView, file_response
 from hub.api.permissions import Rule
 from settlement.account_statements import (
     DEFAULT_TIME_ZONES,
@@ -86,8 +85,5 @@ class AccountStatementView(ExportView):
             account=account, period=period, max_rows=statement_row_limit(fmt)
         )
         body, content_type, filename = statement_render(statement, fmt)
-        response = HttpResponse(body, content_type=content_type)
-        response["Content-Disposition"] = f'attachment; filename="{filename}"'
         # A statement is the merchant's books: no shared cache keeps a copy.
-        response["Cache-Control"] = "private, no-store"
-        return response
+        return file_response(body, content_type, filename)

@@ -35,18 +35,31 @@ class ExportView(HubAPIView):
         return fmt
 
 
+def attachment(
+    response: HttpResponse | StreamingHttpResponse, filename: str
+) -> HttpResponse | StreamingHttpResponse:
+    """``response`` as a file to save as ``filename``, that no shared cache keeps (a
+    participant's records)."""
+    response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    response["Cache-Control"] = "private, no-store"
+    return response
+
+
+def file_response(body: bytes | str, content_type: str, filename: str) -> HttpResponse:
+    response = HttpResponse(body, content_type=content_type)
+    attachment(response, filename)
+    return response
+
+
 def csv_response(
     header: Sequence[str], rows: Iterable[Sequence[Any]], filename: str
 ) -> HttpResponse:
-    """A CSV attachment (CRLF lines, UTF-8) that no shared cache keeps."""
+    """A CSV attachment (CRLF lines, UTF-8)."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n")
     writer.writerow(header)
     writer.writerows(rows)
-    response = HttpResponse(out.getvalue(), content_type="text/csv; charset=utf-8")
-    response["Content-Disposition"] = f'attachment; filename="{filename}"'
-    response["Cache-Control"] = "private, no-store"
-    return response
+    return file_response(out.getvalue(), "text/csv; charset=utf-8", filename)
 
 
 def csv_streaming_response(
@@ -70,6 +83,5 @@ def csv_streaming_response(
             out.truncate()
 
     response = StreamingHttpResponse(lines(), content_type="text/csv; charset=utf-8")
-    response["Content-Disposition"] = f'attachment; filename="{filename}"'
-    response["Cache-Control"] = "private, no-store"
+    attachment(response, filename)
     return response
