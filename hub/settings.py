@@ -53,8 +53,9 @@ ALLOWED_HOSTS = [
 def database_from_url(url: str) -> dict[str, object]:
     """``postgres://user:pass@host:port/name?opt=v`` or ``sqlite:///path`` as a DATABASES entry."""
     parts = urlsplit(url)
-    options = dict(parse_qsl(parts.query))
+    options: dict[str, object] = dict(parse_qsl(parts.query))
     if parts.scheme in {"postgres", "postgresql", "pgsql"}:
+        options["prepare_threshold"] = _prepare_threshold(options.get("prepare_threshold"))
         return {
             "ENGINE": "django.db.backends.postgresql",
             "NAME": unquote(parts.path.lstrip("/")) or "hub",
@@ -72,6 +73,28 @@ def database_from_url(url: str) -> dict[str, object]:
         # sqlite:///relative.sqlite3 and sqlite:////absolute/path.sqlite3, as SQLAlchemy reads them
         return _sqlite(Path(unquote(parts.path)[1:]).resolve())
     raise ImproperlyConfigured(f"DATABASE_URL scheme {parts.scheme!r} is not supported")
+
+
+# The hot paths' statements (the ledger's inserts, a conversion's, an event's) ask psycopg to
+# prepare them on the server (``prepare=True``): parsed and planned once per connection. Django
+# turns preparing off unless told (its default keeps transaction-mode poolers working), which
+# would leave them parsed every time; no other statement is prepared (a threshold no query
+# reaches). ``?prepare_threshold=none`` in DATABASE_URL turns it off (PgBouncer in transaction
+# mode before 1.21), ``?prepare_threshold=N`` prepares any statement run N times.
+PREPARE_MARKED_ONLY = 2**62
+
+
+def _prepare_threshold(given: object) -> int | None:
+    if given is None:
+        return PREPARE_MARKED_ONLY
+    if str(given).lower() == "none":
+        return None
+    try:
+        return int(str(given))
+    except ValueError:
+        raise ImproperlyConfigured(
+            f"prepare_threshold in DATABASE_URL is a count or none, not {given!r}"
+        ) from None
 
 
 def _sqlite(path: Path) -> dict[str, object]:

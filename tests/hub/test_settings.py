@@ -5,9 +5,11 @@ import subprocess
 import sys
 
 import pytest
+from django.core.exceptions import ImproperlyConfigured
 from django.db import connection
 
-from hub.settings import database_from_url
+from hub.models import Participant
+from hub.settings import PREPARE_MARKED_ONLY, database_from_url
 
 
 def _check(env: dict[str, str], tmp_path) -> subprocess.CompletedProcess[str]:
@@ -85,11 +87,43 @@ def test_database_url_parsing():
         "db.internal",
         "6543",
     )
-    assert db["OPTIONS"] == {"sslmode": "require"}
+    assert db["OPTIONS"] == {"sslmode": "require", "prepare_threshold": PREPARE_MARKED_ONLY}
     sqlite = database_from_url("sqlite:////srv/hub/hub.sqlite3")
     assert sqlite["NAME"] == "/srv/hub/hub.sqlite3"
     with pytest.raises(Exception, match="not supported"):
         database_from_url("mysql://x@y/z")
+
+
+def test_prepared_statements_are_the_marked_ones_unless_the_url_says_otherwise():
+    def threshold(query: str) -> object:
+        return database_from_url(f"postgres://hub@db/settle{query}")["OPTIONS"]["prepare_threshold"]
+
+    assert threshold("") == PREPARE_MARKED_ONLY
+    assert threshold("?prepare_threshold=none") is None
+    assert threshold("?prepare_threshold=None") is None
+    assert threshold("?prepare_threshold=5") == 5
+    with pytest.raises(ImproperlyConfigured, match="prepare_threshold in DATABASE_URL"):
+        database_from_url("postgres://hub@db/settle?prepare_threshold=often")
+
+
+@pytest.mark.django_db
+def test_a_statement_marked_for_preparing_is_prepared_on_the_server(tenants):
+    """``prepare=True`` must reach PostgreSQL: Django's default connection options would make
+    psycopg ignore it and parse the statement every time."""
+    if connection.vendor != "postgresql":
+        pytest.skip("server-side prepared statements are PostgreSQL's")
+    from hub.services.events import event_emit
+
+    owner = tenants["merchant"].participant
+    for _ in range(10):
+        event_emit(type="participant.updated", owner=owner, livemode=False, data={})
+        assert Participant.objects.filter(pk=owner.pk, legal_name=owner.legal_name).exists()
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT statement FROM pg_prepared_statements")
+        prepared = [row[0] for row in cursor.fetchall()]
+    assert sum(statement.startswith('INSERT INTO "hub_event"') for statement in prepared) == 1
+    # The ORM's statements are not prepared, however often they run.
+    assert not [statement for statement in prepared if '"legal_name"' in statement]
 
 
 @pytest.mark.django_db
