@@ -418,6 +418,17 @@ def transfers_create_linked(
     return rows
 
 
+# Linked transfers as one parameter, a JSON array of rows typed by the table itself: the same
+# prepared statement for any number of them, and few enough parameters, with the writes of a
+# caller alongside, for psycopg to keep the statement's parsed form (it parses anew each time a
+# statement with more than 50).
+_INSERT_MANY = (
+    f"INSERT INTO settlement_transfer ({', '.join(_COLUMNS)}) "  # noqa: S608 (constant names)
+    f"SELECT {', '.join(_COLUMNS)} FROM json_populate_recordset(NULL::settlement_transfer, %s) "
+    "RETURNING id, seq"
+)
+
+
 def _save_many(rows: list[Transfer], alongside: Sequence[tuple[str, Sequence[Any]]] = ()) -> None:
     db = connections[DEFAULT_DB_ALIAS]
     if db.vendor != "postgresql":
@@ -426,29 +437,32 @@ def _save_many(rows: list[Transfer], alongside: Sequence[tuple[str, Sequence[Any
         for row in rows:
             row.save(force_insert=True)
         return
-    one = f"({', '.join(['%s'] * len(_COLUMNS))})"
-    statement = (
-        f"INSERT INTO settlement_transfer ({', '.join(_COLUMNS)}) "  # noqa: S608 (constant names)
-        f"VALUES {', '.join([one] * len(rows))} RETURNING seq"
-    )
+    statement = _INSERT_MANY
     values: list[Any] = []
     if alongside:
         ctes = ", ".join(f"w{n} AS ({sql})" for n, (sql, _) in enumerate(alongside))
         statement = f"WITH {ctes} {statement}"
         for _, params in alongside:
             values.extend(params)
-    for row in rows:
-        own = [getattr(row, name) for name in _COLUMNS]
-        own[_METADATA] = json.dumps(row.metadata) if row.metadata else "{}"
-        values.extend(own)
+    values.append(json.dumps([_json_row(row) for row in rows]))
     db.ensure_connection()
     with db.wrap_database_errors, psycopg.Cursor(db.connection) as cursor:
         cursor.execute(statement, values, prepare=True)
-        seqs = [found[0] for found in cursor.fetchall()]
-    for row, seq in zip(rows, seqs, strict=True):
-        row.seq = seq
+        seqs = dict(cursor.fetchall())
+    for row in rows:
+        row.seq = seqs[row.id]
         row._state.adding = False
         row._state.db = DEFAULT_DB_ALIAS
+
+
+def _json_row(row: Transfer) -> dict[str, Any]:
+    """A new transfer's columns as JSON values PostgreSQL reads back exactly (times in ISO 8601
+    with their offset, amounts as integers)."""
+    found = {name: getattr(row, name) for name in _COLUMNS}
+    for name in ("expires_at", "created_at"):
+        if found[name] is not None:
+            found[name] = found[name].isoformat()
+    return found
 
 
 def _check_accounts(rows: list[Transfer]) -> None:
