@@ -4,9 +4,12 @@ whose hand-off was lost."""
 
 from __future__ import annotations
 
+import atexit
 import logging
+import math
 import os
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -81,29 +84,39 @@ def event_emit(
 # --- hand-off to the workers ----------------------------------------------------------------------
 
 # Committed events of this process not yet sent to a worker. Threads that commit while one of
-# them is sending leave their events to it, and it sends them all in one task when it is done:
-# under load a process sends a task per batch rather than per event; alone, an event goes at
-# once, in its own task, as before. A committing thread sends at most HAND_OFF_ROUNDS batches
-# before a thread of its own takes over the rest, so that no request waits long on the others'
-# events. An event whose task could not be sent (the broker down) stays undispatched: the relay
-# (``webhook_sweep``) sends it; the change it describes has committed, so its request does not
-# fail for it.
+# them is sending leave their events to it, and it sends them all in one task when it is done.
+# An event alone, in a process that sent nothing for HAND_OFF_LINGER seconds, goes at once from
+# the thread that committed it. In a busier process the event waits up to that long for the
+# others committed meanwhile, and a thread of its own sends them in one task, then another every
+# HAND_OFF_LINGER seconds while more come: sending a task costs a third of a small request's CPU,
+# so under load a process sends a task per few milliseconds rather than per event, and the
+# requests that committed do not wait for it. A committing thread sends at most HAND_OFF_ROUNDS
+# batches before a thread of its own takes over the rest, so that no request waits long on the
+# others' events. An event whose task could not be sent (the broker down) stays undispatched:
+# the relay (``webhook_sweep``) sends it; the change it describes has committed, so its request
+# does not fail for it. What waits at a normal exit is sent then.
 HAND_OFF_BATCH = 500
 HAND_OFF_ROUNDS = 4
+HAND_OFF_LINGER = 0.01
 _waiting: list[str] = []
 _lock = threading.Lock()
 _sending = False
+_last_sent = -math.inf
 
 
 def _after_fork() -> None:
     """A child starts with no sender and nothing waiting (its parent's thread is not in it)."""
-    global _lock, _sending
+    global _lock, _sending, _last_sent
     _lock = threading.Lock()
     _sending = False
+    _last_sent = -math.inf
     _waiting.clear()
 
 
 os.register_at_fork(after_in_child=_after_fork)
+
+
+_SENDER = "hub-event-hand-off"
 
 
 def _hand_off(event_id: str) -> None:
@@ -113,28 +126,67 @@ def _hand_off(event_id: str) -> None:
         if _sending:
             return  # the sender takes it with its next batch
         _sending = True
-    if not _drain(rounds=HAND_OFF_ROUNDS):
-        threading.Thread(target=_drain, name="hub-event-hand-off", daemon=True).start()
+        wait = _last_sent + HAND_OFF_LINGER - time.monotonic()
+    if wait > 0:
+        threading.Thread(target=_drain_later, args=(wait,), name=_SENDER, daemon=True).start()
+    elif not _drain(rounds=HAND_OFF_ROUNDS):
+        threading.Thread(target=_drain, name=_SENDER, daemon=True).start()
 
 
 def _drain(rounds: int | None = None) -> bool:
     """Send the waiting events, a batch at a time, until none is left (True) or ``rounds``
     batches are sent (False: the caller is still the sender and hands the rest on)."""
-    global _sending
     sent = 0
     while rounds is None or sent < rounds:
-        with _lock:
-            ids = _waiting[:HAND_OFF_BATCH]
-            del _waiting[:HAND_OFF_BATCH]
-            if not ids:
-                _sending = False
-                return True
-        try:
-            _send(ids)
-        except Exception:
-            logger.warning("events not handed off, the relay sends them: %s", ids, exc_info=True)
+        ids = _take()
+        if not ids:
+            return True
+        _send_logged(ids)
         sent += 1
     return False
+
+
+def _drain_later(wait: float) -> None:
+    """Send what waits every HAND_OFF_LINGER seconds (the first after ``wait``) until nothing
+    waits at the end of one."""
+    while True:
+        time.sleep(wait)
+        ids = _take()
+        if not ids:
+            return
+        _send_logged(ids)
+        wait = HAND_OFF_LINGER if len(ids) < HAND_OFF_BATCH else 0.0
+
+
+def _take() -> list[str]:
+    """The next batch to send; none left ends the sender's turn."""
+    global _sending
+    with _lock:
+        ids = _waiting[:HAND_OFF_BATCH]
+        del _waiting[:HAND_OFF_BATCH]
+        if not ids:
+            _sending = False
+        return ids
+
+
+def _send_logged(ids: list[str]) -> None:
+    global _last_sent
+    try:
+        _send(ids)
+    except Exception:
+        logger.warning("events not handed off, the relay sends them: %s", ids, exc_info=True)
+    _last_sent = time.monotonic()
+
+
+@atexit.register
+def _flush() -> None:
+    """What waits for a sender when the process exits goes now (a daemon thread would not)."""
+    global _sending
+    with _lock:
+        if not _waiting:
+            return
+        _sending = True
+    _drain()
 
 
 def _send(ids: list[str]) -> None:

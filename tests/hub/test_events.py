@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from datetime import timedelta
@@ -440,6 +441,63 @@ def test_a_sender_hands_what_keeps_coming_to_a_thread_of_its_own(
     assert sent_tasks.names() == ["hub.event_dispatch", "hub.event_dispatch_many"]
     sent = [sent_tasks.calls[0][1]["event_id"], *sent_tasks.calls[1][1]["event_ids"]]
     assert sorted(sent) == sorted(made)
+
+
+def wait_for_calls(sent_tasks: Any, count: int) -> None:
+    deadline = time.monotonic() + 10
+    while len(sent_tasks.calls) < count and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
+def test_a_busy_process_sends_what_commits_within_the_linger_in_one_task(
+    transactional_db, tenants, sent_tasks, monkeypatch
+):
+    """An event committed soon after a send waits for the others committed meanwhile; a thread
+    of the process's own sends them together, and the committing threads send nothing."""
+    monkeypatch.setattr(events_module, "HAND_OFF_LINGER", 0.5)
+    monkeypatch.setattr(events_module, "_last_sent", -math.inf)  # idle until now
+    owner = tenants["merchant"].participant
+    senders: list[str] = []
+    recorder = hub.tasks.event_dispatch_many_task
+
+    class Named:
+        def apply_async(self, kwargs: dict[str, Any], **options: Any) -> None:
+            senders.append(threading.current_thread().name)
+            recorder.apply_async(kwargs, **options)
+
+    monkeypatch.setattr(hub.tasks, "event_dispatch_many_task", Named())
+
+    first = emit(owner)  # an idle process: sent at once, by the committing thread
+    assert sent_tasks.calls == [("hub.event_dispatch", {"event_id": first.pk}, {})]
+    later = [emit(owner).pk for _ in range(3)]
+    assert len(sent_tasks.calls) == 1  # they wait for the linger
+    wait_for_calls(sent_tasks, 2)
+
+    assert sent_tasks.names() == ["hub.event_dispatch", "hub.event_dispatch_many"]
+    assert sent_tasks.calls[1][1]["event_ids"] == later
+    assert senders == [events_module._SENDER]
+    assert Event.objects.filter(pk__in=[first.pk, *later]).count() == 4
+
+
+def test_what_waits_for_the_linger_is_sent_at_exit(
+    transactional_db, tenants, sent_tasks, monkeypatch
+):
+    """The process's exit hook sends the events a lingering thread would have sent (a daemon
+    thread dies with the process); nothing is sent twice."""
+    monkeypatch.setattr(events_module, "HAND_OFF_LINGER", 1.0)
+    monkeypatch.setattr(events_module, "_last_sent", -math.inf)  # idle until now
+    owner = tenants["merchant"].participant
+    emit(owner)
+    waiting = [emit(owner).pk for _ in range(2)]
+    assert len(sent_tasks.calls) == 1
+
+    events_module._flush()  # what atexit runs
+
+    assert sent_tasks.calls[1] == ("hub.event_dispatch_many", {"event_ids": waiting}, {})
+    for thread in threading.enumerate():
+        if thread.name == events_module._SENDER:
+            thread.join(5)
+    assert len(sent_tasks.calls) == 2
 
 
 def test_a_broker_that_refuses_the_hand_off_fails_no_committed_change(

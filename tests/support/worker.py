@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ from django.db import connection
 
 import hub.tasks
 from hub.celery_app import app as celery_app
+from hub.services import events
 from hub.tasks import ping_task
 
 T = TypeVar("T")
@@ -166,6 +168,13 @@ class _Recorder:
 def sent_tasks(monkeypatch: pytest.MonkeyPatch) -> SentTasks:
     """Record the event and webhook tasks the hub sends (the services import them from
     ``hub.tasks`` when they send), so in-process tests can see what a worker would get."""
+    # An earlier test's events still waiting for their sender go first, to the real broker.
+    events._flush()
+    for thread in threading.enumerate():
+        if thread.name == events._SENDER:
+            thread.join(5)
+    # Each event is sent as its commit returns, as in a process idle between requests.
+    monkeypatch.setattr(events, "HAND_OFF_LINGER", 0.0)
     sent = SentTasks()
     monkeypatch.setattr(hub.tasks, "event_dispatch_task", _Recorder("hub.event_dispatch", sent))
     monkeypatch.setattr(
