@@ -280,16 +280,22 @@ def conversion_create(
         metadata=dict(metadata or {}),
         created_at=now,
     )
+    # On PostgreSQL the event's row, the conversion's and the quote's use are written by the
+    # transfers' own statement.
+    writes: list[tuple[str, list[Any]]] | None = (
+        [] if connections[DEFAULT_DB_ALIAS].vendor == "postgresql" else None
+    )
     event_emit(
         type="fx_conversion.created",
         owner=merchant,
         actor=actor,
         data=conversion_payload(conversion),
+        alongside=writes,
     )
     try:
         # The ledger last: the hub's position and fee accounts, which every conversion moves,
         # stay locked only from there to the commit.
-        _move(conversion)
+        _move(conversion, writes)
     except IntegrityError as exc:
         if not violated(exc, "fx_conversion_reference_once", sqlite="fx_fxconversion.reference"):
             raise
@@ -376,8 +382,9 @@ def _quote_locked(
     return quote, {"sell_account": held_sell, "buy_account": held_buy}
 
 
-def _move(conversion: FxConversion) -> None:
-    """The linked transfers, in one ledger batch: all made or none."""
+def _move(conversion: FxConversion, writes: list[tuple[str, list[Any]]] | None) -> None:
+    """The linked transfers, in one ledger batch: all made or none. ``writes`` (PostgreSQL) are
+    the caller's, sent with them."""
     livemode = conversion.livemode
     sell, buy = conversion.sell_currency, conversion.buy_currency
     # Every conversion moves the hub's positions and fees: each conversion takes one of
@@ -421,20 +428,18 @@ def _move(conversion: FxConversion) -> None:
                 code="fx_margin",
             )
         )
-    if connections[DEFAULT_DB_ALIAS].vendor == "postgresql":
-        # The conversion's row and the quote's use go in the transfers' statement.
-        alongside = [insert_statement(conversion), (_QUOTE_USED, (conversion.quote_id,))]
+    if writes is not None:
+        writes += [insert_statement(conversion), (_QUOTE_USED, [conversion.quote_id])]
     else:
         insert(conversion)
         FxQuote.objects.filter(pk=conversion.quote_id).update(status=FxQuote.Status.USED)
-        alongside = []
     # The merchant's accounts were checked above; the hub's are its own.
     transfers_create_linked(
         livemode=livemode,
         specs=specs,
         accounts_checked=True,
         now=conversion.created_at,
-        alongside=alongside,
+        alongside=writes or (),
     )
 
 

@@ -443,6 +443,45 @@ def test_a_sender_hands_what_keeps_coming_to_a_thread_of_its_own(
     assert sorted(sent) == sorted(made)
 
 
+def test_an_event_written_by_the_callers_statement(transactional_db, tenants, sent_tasks):
+    """With ``alongside`` the event's INSERT goes to the caller, which sends it in a statement
+    of its own; the row and the hand-off are those of any event."""
+    if connection.vendor != "postgresql":
+        pytest.skip("writes alongside a statement are PostgreSQL's")
+    owner = tenants["merchant"].participant
+    writes: list[tuple[str, list[Any]]] = []
+    with transaction.atomic():
+        event = event_emit(
+            type="participant.updated", owner=owner, livemode=False, data={}, alongside=writes
+        )
+        assert not Event.objects.filter(pk=event.pk).exists()
+        [(sql, params)] = writes
+        assert sql.startswith('INSERT INTO "hub_event"')
+        with connection.cursor() as cursor:
+            cursor.execute(f"WITH w0 AS ({sql}) SELECT 1", params)
+
+    stored = Event.objects.get(pk=event.pk)
+    assert (stored.type, stored.participant_id, stored.livemode) == (
+        "participant.updated",
+        owner.pk,
+        False,
+    )
+    assert sent_tasks.calls == [("hub.event_dispatch", {"event_id": event.pk}, {})]
+
+
+def test_an_event_with_handlers_is_not_left_to_the_caller(transactional_db, tenants, monkeypatch):
+    monkeypatch.setitem(events_module._HANDLERS, "participant.updated", [lambda event: None])
+    with transaction.atomic(), pytest.raises(ValueError, match="has handlers"):
+        event_emit(
+            type="participant.updated",
+            owner=tenants["merchant"].participant,
+            livemode=False,
+            data={},
+            alongside=[],
+        )
+    assert Event.objects.count() == 0
+
+
 def wait_for_calls(sent_tasks: Any, count: int) -> None:
     deadline = time.monotonic() + 10
     while len(sent_tasks.calls) < count and time.monotonic() < deadline:
