@@ -96,7 +96,9 @@ def test_database_url_parsing():
 
 def test_prepared_statements_are_the_marked_ones_unless_the_url_says_otherwise():
     def threshold(query: str) -> object:
-        return database_from_url(f"postgres://hub@db/settle{query}")["OPTIONS"]["prepare_threshold"]
+        options = database_from_url(f"postgres://hub@db/settle{query}")["OPTIONS"]
+        assert isinstance(options, dict)
+        return options["prepare_threshold"]
 
     assert threshold("") == PREPARE_MARKED_ONLY
     assert threshold("?prepare_threshold=none") is None
