@@ -5,6 +5,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from celery import Celery
+from celery.signals import worker_process_shutdown
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "hub.settings")
 
@@ -41,6 +42,17 @@ class _DjangoCelerySettings(Mapping[str, Any]):
 
 app = Celery("hub")
 app.config_from_object(_DjangoCelerySettings(), namespace="CELERY")
+
+
+@worker_process_shutdown.connect
+def _hand_off_events(**kwargs: object) -> None:
+    """A worker's child process ends with ``os._exit``, which skips the exit hooks: the events
+    its tasks committed that still wait for the hand-off go now."""
+    from hub.services.events import hand_off_flush
+
+    hand_off_flush()
+
+
 app.autodiscover_tasks()
 
 

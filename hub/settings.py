@@ -76,11 +76,12 @@ def database_from_url(url: str) -> dict[str, object]:
 
 
 # The hot paths' statements (the ledger's inserts, a conversion's, an event's) ask psycopg to
-# prepare them on the server (``prepare=True``): parsed and planned once per connection. Django
-# turns preparing off unless told (its default keeps transaction-mode poolers working), which
-# would leave them parsed every time; no other statement is prepared (a threshold no query
-# reaches). ``?prepare_threshold=none`` in DATABASE_URL turns it off (PgBouncer in transaction
-# mode before 1.21), ``?prepare_threshold=N`` prepares any statement run N times.
+# prepare them on the server (``prepare=True``): parsed and planned once, then reused on the
+# connection until its next rollback. Django turns preparing off unless told (its default keeps
+# transaction-mode poolers working), which would leave them parsed every time; no other statement
+# is prepared (a threshold no query reaches; Django's own cursors never prepare). A pooler that
+# cannot keep them (PgBouncer before 1.22, or with max_prepared_statements = 0) needs
+# ``?prepare_threshold=none`` in DATABASE_URL, which turns them off.
 PREPARE_MARKED_ONLY = 2**62
 
 

@@ -62,9 +62,9 @@ def event_emit(
     alongside: list[tuple[str, list[Any]]] | None = None,
 ) -> Event:
     """Write the event in the transaction of the change; it is handed to the workers after the
-    commit. ``alongside`` (PostgreSQL, for a type with no handlers): the event's ``INSERT`` is
-    appended to it for the caller to send with a statement of its own (a ledger write's
-    ``alongside``), one round trip fewer."""
+    commit. ``alongside`` (PostgreSQL): the event's ``INSERT`` is appended to it for the caller
+    to send with a statement of its own (a ledger write's ``alongside``), one round trip fewer;
+    an event of a type with handlers is written at once all the same, as they may read it."""
     if type not in EVENT_TYPES:
         raise ValueError(f"unregistered event type {type!r}")
     if not transaction.get_connection().in_atomic_block:
@@ -79,11 +79,9 @@ def event_emit(
         data=data,
         request_id=actor.request_id if actor is not None else "",
     )
-    if alongside is None:
-        insert(event)
+    if alongside is None or _HANDLERS.get(type):
+        insert(event)  # a handler may read it
     else:
-        if _HANDLERS.get(type):
-            raise ValueError(f"{type} has handlers: they read the event written")
         alongside.append(insert_statement(event))
     transaction.on_commit(lambda: _hand_off(event.pk))
     for handler in _HANDLERS.get(type, ()):
@@ -138,9 +136,18 @@ def _hand_off(event_id: str) -> None:
         _sending = True
         wait = _last_sent + HAND_OFF_LINGER - time.monotonic()
     if wait > 0:
-        threading.Thread(target=_drain_later, args=(wait,), name=_SENDER, daemon=True).start()
+        _start(_drain_later, wait)
     elif not _drain(rounds=HAND_OFF_ROUNDS):
-        threading.Thread(target=_drain, name=_SENDER, daemon=True).start()
+        _start(_drain)
+
+
+def _start(target: Callable[..., object], *args: object) -> None:
+    """A sender thread of the process's own; where none can start, the calling thread sends."""
+    try:
+        threading.Thread(target=target, args=args, name=_SENDER, daemon=True).start()
+    except RuntimeError:
+        logger.warning("no thread to hand events off from: sending them now", exc_info=True)
+        _drain()
 
 
 def _drain(rounds: int | None = None) -> bool:
@@ -189,14 +196,20 @@ def _send_logged(ids: list[str]) -> None:
 
 
 @atexit.register
-def _flush() -> None:
-    """What waits for a sender when the process exits goes now (a daemon thread would not)."""
+def hand_off_flush(timeout: float = 5.0) -> None:
+    """Send the events waiting for a sender now, and let a send under way end (for up to
+    ``timeout`` seconds): for a process that ends, whose daemon threads end with it. Run at a
+    normal exit, and by a Celery worker's child as it ends (it skips the exit hooks)."""
     global _sending
     with _lock:
-        if not _waiting:
-            return
-        _sending = True
-    _drain()
+        waiting = bool(_waiting)
+        if waiting:
+            _sending = True
+    if waiting:
+        _drain()
+    for thread in threading.enumerate():
+        if thread.name == _SENDER and thread is not threading.current_thread():
+            thread.join(timeout)
 
 
 def _send(ids: list[str]) -> None:

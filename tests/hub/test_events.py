@@ -443,6 +443,18 @@ def test_a_sender_hands_what_keeps_coming_to_a_thread_of_its_own(
     assert sorted(sent) == sorted(made)
 
 
+def test_a_worker_child_hands_off_what_waits_as_it_ends(monkeypatch):
+    """Celery's children end with os._exit (no exit hooks): its shutdown signal flushes."""
+    from celery.signals import worker_process_shutdown
+
+    import hub.celery_app  # noqa: F401  (connects the receiver)
+
+    flushed: list[bool] = []
+    monkeypatch.setattr(events_module, "hand_off_flush", lambda: flushed.append(True))
+    worker_process_shutdown.send(sender=None, pid=1, exitcode=0)
+    assert flushed == [True]
+
+
 def test_an_event_written_by_the_callers_statement(transactional_db, tenants, sent_tasks):
     """With ``alongside`` the event's INSERT goes to the caller, which sends it in a statement
     of its own; the row and the hand-off are those of any event."""
@@ -469,17 +481,25 @@ def test_an_event_written_by_the_callers_statement(transactional_db, tenants, se
     assert sent_tasks.calls == [("hub.event_dispatch", {"event_id": event.pk}, {})]
 
 
-def test_an_event_with_handlers_is_not_left_to_the_caller(transactional_db, tenants, monkeypatch):
-    monkeypatch.setitem(events_module._HANDLERS, "participant.updated", [lambda event: None])
-    with transaction.atomic(), pytest.raises(ValueError, match="has handlers"):
-        event_emit(
+def test_an_event_with_handlers_is_written_at_once(transactional_db, tenants, monkeypatch):
+    """Its handlers may read it: ``alongside`` is left as it was."""
+    read: list[bool] = []
+    monkeypatch.setitem(
+        events_module._HANDLERS,
+        "participant.updated",
+        [lambda event: read.append(Event.objects.filter(pk=event.pk).exists())],
+    )
+    writes: list[tuple[str, list[Any]]] = []
+    with transaction.atomic():
+        event = event_emit(
             type="participant.updated",
             owner=tenants["merchant"].participant,
             livemode=False,
             data={},
-            alongside=[],
+            alongside=writes,
         )
-    assert Event.objects.count() == 0
+    assert (read, writes) == ([True], [])
+    assert Event.objects.filter(pk=event.pk).exists()
 
 
 def wait_for_calls(sent_tasks: Any, count: int) -> None:
@@ -530,12 +550,11 @@ def test_what_waits_for_the_linger_is_sent_at_exit(
     waiting = [emit(owner).pk for _ in range(2)]
     assert len(sent_tasks.calls) == 1
 
-    events_module._flush()  # what atexit runs
+    events_module.hand_off_flush()  # what atexit runs, and a worker's child as it ends
 
     assert sent_tasks.calls[1] == ("hub.event_dispatch_many", {"event_ids": waiting}, {})
-    for thread in threading.enumerate():
-        if thread.name == events_module._SENDER:
-            thread.join(5)
+    # The lingering thread has ended, having found nothing left to send.
+    assert not [t for t in threading.enumerate() if t.name == events_module._SENDER]
     assert len(sent_tasks.calls) == 2
 
 

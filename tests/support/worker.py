@@ -7,7 +7,6 @@ import os
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -169,10 +168,7 @@ def sent_tasks(monkeypatch: pytest.MonkeyPatch) -> SentTasks:
     """Record the event and webhook tasks the hub sends (the services import them from
     ``hub.tasks`` when they send), so in-process tests can see what a worker would get."""
     # An earlier test's events still waiting for their sender go first, to the real broker.
-    events._flush()
-    for thread in threading.enumerate():
-        if thread.name == events._SENDER:
-            thread.join(5)
+    events.hand_off_flush()
     # Each event is sent as its commit returns, as in a process idle between requests.
     monkeypatch.setattr(events, "HAND_OFF_LINGER", 0.0)
     sent = SentTasks()
