@@ -306,24 +306,10 @@ class ReceiptExportView(ExportView):
 
 
 EXPORT_CHUNK = 20_000
-_EXPORT_FIELDS = (
-    "id",
-    "settled_on",
-    "direction",
-    "merchant_id",
-    "institution_id",
-    "currency",
-    "amount",
-    "customs_mode",
-    "trade_type",
-    "counterparty_country",
-    "outcome",
-    "verification_id",
-    "payin_id",
-    "payout_id",
-    "leaf_index",
-    "key_id",
-    "created_at",
+# What each column is read from: the participants, the verification and the movements by id.
+_EXPORT_FIELDS = tuple(
+    f"{name}_id" if name in {"merchant", "institution", "verification", "payin", "payout"} else name
+    for name in EXPORT_COLUMNS
 )
 
 
