@@ -262,6 +262,9 @@ HUB = {
     ),
     # A sync that finds no trace of an operation this long after it was sent marks it failed.
     "ADAPTER_NOT_FOUND_GRACE_SECONDS": float(os.environ.get("HUB_ADAPTER_NOT_FOUND_GRACE", "300")),
+    # A payin or refund the institution never received, where its create is idempotent, is sent
+    # again by its status sync this long after it was recorded (no first call is still going).
+    "ADAPTER_RESEND_AFTER_SECONDS": float(os.environ.get("HUB_ADAPTER_RESEND_AFTER", "60")),
     "ADAPTER_REPAIR_SECONDS": float(os.environ.get("HUB_ADAPTER_REPAIR_SECONDS", "10")),
     # Institutions' notifications are acknowledged once verified and stored; a worker applies
     # them. Each API process asks for that at most once per INBOUND_NUDGE_SECONDS (the task

@@ -13,6 +13,7 @@ import pytest
 from django.db.models import F
 from django.utils import timezone
 
+from adapters.interface import Amount, PayinRequest
 from adapters.sandbox.stripe_like import StripeLikeSandbox
 from hub.models import AdapterConnection, AdapterOperation, Event
 from hub.services.adapters.inbound import inbound_apply_due
@@ -579,3 +580,73 @@ def test_a_payin_whose_first_call_never_happened_is_sent_by_the_sweep(shop: Shop
     assert payin_submit(payin_id=payin["id"]) == "pending"
     assert payins_unsent() == []
     assert [i["reference"] for i in shop.ctl.intents()] == [payin["id"]]
+
+
+class Died(BaseException):
+    """The process ends where it is raised (no handler of the hub's catches it)."""
+
+
+def test_a_payin_the_institution_never_received_is_sent_again_by_its_sync(
+    shop: Shop, monkeypatch: Any, settings: Any
+):
+    """The worker recorded the operation and died before its call. The institution's creates
+    are idempotent (its manifest says so), so the status sync sends it again under the same
+    reference, once no first call can still be on its way; it is made there once."""
+    import hub.services.adapters.operations as operations
+    from settlement.payins import payin_submit
+
+    monkeypatch.setattr("settlement.payins.payin_submit", lambda **kw: "skipped")
+    payin = shop.create().json()
+    monkeypatch.undo()
+
+    def die(*args: Any, **kwargs: Any) -> Any:
+        raise Died
+
+    monkeypatch.setattr(operations, "build_adapter", die)
+    with pytest.raises(Died):
+        payin_submit(payin_id=payin["id"])
+    monkeypatch.undo()
+    operation = AdapterOperation.objects.get(reference=payin["id"])
+    assert shop.ctl.intents() == []
+
+    # Too young: a first call may still be on its way.
+    state = operation.state
+    operation = operation_sync(operation_id=operation.pk)
+    assert (operation.state, operation.provider_id, operation.sync_count) == (state, "", 1)
+    assert shop.ctl.intents() == []
+
+    fast_adapters(settings, ADAPTER_RESEND_AFTER_SECONDS=0)
+    operation = operation_sync(operation_id=operation.pk)
+    [intent] = shop.ctl.intents()
+    assert (operation.state, operation.provider_id) == ("pending", intent["id"])
+    assert (intent["amount"], intent["currency"]) == (150000, "krw")
+
+    operation = operation_sync(operation_id=operation.pk)  # found: not sent a third time
+    assert [i["id"] for i in shop.ctl.intents()] == [intent["id"]]
+    assert payin_submit(payin_id=payin["id"]) == "pending"  # the sweep links it
+    assert shop.get(payin["id"])["institution_operation"] == operation.pk
+
+
+def test_only_an_idempotent_create_of_a_payin_or_refund_is_sent_again():
+    """A payout never is (its beneficiary is stored masked); a payin or refund only where the
+    institution's manifest declares its create idempotent."""
+    from types import SimpleNamespace
+
+    from hub.services.adapters.operations import _request_again
+
+    def adapter(idempotent: bool) -> Any:
+        return SimpleNamespace(manifest=SimpleNamespace(is_idempotent=lambda name: idempotent))
+
+    payin = AdapterOperation(
+        kind=AdapterOperation.Kind.PAYIN,
+        reference="pin_1",
+        request={"amount": {"minor": 5, "currency": "KRW"}, "metadata": {"order": "A-1"}},
+    )
+    payout = AdapterOperation(kind=AdapterOperation.Kind.PAYOUT, reference="po_1", request={})
+
+    assert _request_again(payout, adapter(True)) is None
+    assert _request_again(payin, adapter(False)) is None
+    again = _request_again(payin, adapter(True))
+    assert again == PayinRequest(
+        reference="pin_1", amount=Amount(5, "KRW"), description="", metadata={"order": "A-1"}
+    )

@@ -4,8 +4,10 @@ Every call follows the same three steps so that no lock or transaction is held o
 record the operation (its reference is the provider's idempotency key), call the adapter with
 nothing open, then lock the row and apply what was learnt. An outcome that may have landed is
 ``unknown`` and is only ever resolved by asking the provider (status sync) or by a verified
-notification; the hub never submits the same operation twice. Syncs follow a bounded schedule;
-when it is spent the operation goes to the operator's queue.
+notification; the hub never submits the same operation twice, but for one the institution
+never received whose create its manifest declares idempotent (a payin or a refund), sent again
+under the same reference once no first call can still be on its way. Syncs follow a bounded
+schedule; when it is spent the operation goes to the operator's queue.
 """
 
 from __future__ import annotations
@@ -200,6 +202,15 @@ def operation_submit(*, connection_id: str, request: OperationRequest) -> Adapte
         return operation
     adapter = build_adapter(operation.connection, operation_id=operation.pk)
     try:
+        observed = _create(adapter, request)
+    finally:
+        adapter.client.close()
+    return operation_observe(operation_id=operation.pk, observed=observed, source="submit")
+
+
+def _create(adapter: object, request: OperationRequest) -> Observation:
+    """The institution's create call, and what it taught us."""
+    try:
         if isinstance(request, PayoutRequest):
             assert isinstance(adapter, BankAdapter)
             result: OperationResult = adapter.create_payout(request)
@@ -209,12 +220,41 @@ def operation_submit(*, connection_id: str, request: OperationRequest) -> Adapte
         else:
             assert isinstance(adapter, PaymentInstitutionAdapter)
             result = adapter.create_refund(request)
-        observed = _observation(result)
+        return _observation(result)
     except AdapterError as exc:
-        observed = _from_error(exc)
-    finally:
-        adapter.client.close()
-    return operation_observe(operation_id=operation.pk, observed=observed, source="submit")
+        return _from_error(exc)
+
+
+# The create of each kind the institution may take twice as once, if its manifest says so. A
+# payout is never sent again: its beneficiary's account number is stored masked.
+_CREATE_OPERATION = {
+    AdapterOperation.Kind.PAYIN: "create_payin",
+    AdapterOperation.Kind.REFUND: "create_refund",
+}
+
+
+def _request_again(operation: AdapterOperation, adapter: object) -> OperationRequest | None:
+    """The operation's request, rebuilt from what it stored, where the institution's manifest
+    says its create is idempotent (the same reference makes one operation there); else None."""
+    name = _CREATE_OPERATION.get(AdapterOperation.Kind(operation.kind))
+    manifest = getattr(adapter, "manifest", None)
+    if name is None or manifest is None or not manifest.is_idempotent(name):
+        return None
+    body = operation.request
+    amount = Amount(minor=int(body["amount"]["minor"]), currency=str(body["amount"]["currency"]))
+    if operation.kind == AdapterOperation.Kind.PAYIN:
+        return PayinRequest(
+            reference=operation.reference,
+            amount=amount,
+            description=str(body.get("description") or ""),
+            metadata={str(k): str(v) for k, v in (body.get("metadata") or {}).items()},
+        )
+    return RefundRequest(
+        reference=operation.reference,
+        payin_provider_id=str(body["payin_provider_id"]),
+        amount=amount,
+        reason=str(body.get("reason") or ""),
+    )
 
 
 def _fetch(operation: AdapterOperation) -> Observation:
@@ -235,6 +275,16 @@ def _fetch(operation: AdapterOperation) -> Observation:
         return _observation(result)
     except OperationNotFound as exc:
         age = timezone.now() - operation.created_at
+        again = (
+            _request_again(operation, adapter)
+            if age.total_seconds() >= hub_settings.ADAPTER_RESEND_AFTER_SECONDS
+            else None
+        )
+        if again is not None:
+            # Never received (whoever recorded it died before the call, or the call was
+            # lost), long enough ago that no call of it can still be on its way, and the
+            # institution makes one operation of a reference however often it is sent: send it.
+            return _create(adapter, again)
         if age.total_seconds() >= hub_settings.ADAPTER_NOT_FOUND_GRACE_SECONDS:
             return Observation(
                 Outcome.FAILED,
