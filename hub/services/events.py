@@ -102,10 +102,11 @@ def event_emit(
 # batches before a thread of its own takes over the rest, so that no request waits long on the
 # others' events. An event whose task could not be sent (the broker down) stays undispatched:
 # the relay (``webhook_sweep``) sends it; the change it describes has committed, so its request
-# does not fail for it. What waits at a normal exit is sent then.
+# does not fail for it. What waits when the process ends is sent then (``hand_off_flush``).
 HAND_OFF_BATCH = 500
 HAND_OFF_ROUNDS = 4
 HAND_OFF_LINGER = 0.01
+_SENDER = "hub-event-hand-off"
 _waiting: list[str] = []
 _lock = threading.Lock()
 _sending = False
@@ -122,9 +123,6 @@ def _after_fork() -> None:
 
 
 os.register_at_fork(after_in_child=_after_fork)
-
-
-_SENDER = "hub-event-hand-off"
 
 
 def _hand_off(event_id: str) -> None:
