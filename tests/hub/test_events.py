@@ -369,6 +369,25 @@ class HeldSend:
         finally:
             connection.close()
 
+    def three_while_sending(self, sender_name: str | None = None) -> threading.Thread:
+        """One event committed from a thread whose send is held, then three from other threads
+        (each returns); the held thread is returned, still sending."""
+        sender = threading.Thread(target=self.commit, name=sender_name)
+        sender.start()
+        assert self.sending.wait(10)
+        others = [threading.Thread(target=self.commit) for _ in range(3)]
+        for thread in others:
+            thread.start()
+        for thread in others:
+            thread.join(10)
+        return sender
+
+
+def wait_for_calls(sent_tasks: Any, count: int) -> None:
+    deadline = time.monotonic() + 10
+    while len(sent_tasks.calls) < count and time.monotonic() < deadline:
+        time.sleep(0.01)
+
 
 def test_events_committed_while_one_is_being_sent_go_together_in_one_task(
     transactional_db, tenants, sent_tasks, monkeypatch
@@ -376,20 +395,13 @@ def test_events_committed_while_one_is_being_sent_go_together_in_one_task(
     """The thread sending holds the others' events and sends them in one task when it is done;
     none is lost, none sent twice."""
     held = HeldSend(monkeypatch, tenants["merchant"].participant)
-    first_sending, release, made, commit_one = held.sending, held.release, held.made, held.commit
+    made = held.made
 
-    sender = threading.Thread(target=commit_one)
-    sender.start()
-    assert first_sending.wait(10)
-    others = [threading.Thread(target=commit_one) for _ in range(3)]
-    for thread in others:
-        thread.start()
-    for thread in others:
-        thread.join(10)
+    sender = held.three_while_sending()
     # The three committed and returned while the first was still sending its own.
     assert len(made) == 3
     assert sent_tasks.names() == ["hub.event_dispatch"]
-    release.set()
+    held.release.set()
     sender.join(10)
 
     first = sent_tasks.calls[0][1]["event_id"]
@@ -421,21 +433,12 @@ def test_a_sender_hands_what_keeps_coming_to_a_thread_of_its_own(
     thread, so that its request is not held by the others' events. None is lost."""
     monkeypatch.setattr(events_module, "HAND_OFF_ROUNDS", 1)
     held = HeldSend(monkeypatch, tenants["merchant"].participant)
-    first_sending, release, made, commit_one = held.sending, held.release, held.made, held.commit
+    made = held.made
 
-    sender = threading.Thread(target=commit_one, name="request-1")
-    sender.start()
-    assert first_sending.wait(10)
-    others = [threading.Thread(target=commit_one) for _ in range(3)]
-    for thread in others:
-        thread.start()
-    for thread in others:
-        thread.join(10)
-    release.set()
+    sender = held.three_while_sending("request-1")
+    held.release.set()
     sender.join(10)
-    deadline = time.monotonic() + 10
-    while len(sent_tasks.calls) < 2 and time.monotonic() < deadline:
-        time.sleep(0.01)
+    wait_for_calls(sent_tasks, 2)
 
     assert held.senders == ["request-1"]  # its one round: its own event
     assert sent_tasks.names() == ["hub.event_dispatch", "hub.event_dispatch_many"]
@@ -500,12 +503,6 @@ def test_an_event_with_handlers_is_written_at_once(transactional_db, tenants, mo
         )
     assert (read, writes) == ([True], [])
     assert Event.objects.filter(pk=event.pk).exists()
-
-
-def wait_for_calls(sent_tasks: Any, count: int) -> None:
-    deadline = time.monotonic() + 10
-    while len(sent_tasks.calls) < count and time.monotonic() < deadline:
-        time.sleep(0.01)
 
 
 def test_a_busy_process_sends_what_commits_within_the_linger_in_one_task(
