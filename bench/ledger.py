@@ -9,7 +9,8 @@ funded first:
    columns and no index, trigger or constraint: ``copy_rows_per_s``, and ``batch_vs_copy``.
 2. ``single``: N transfers between random pairs through ``transfer_create`` from 16 threads,
    each its own commit: ``single_transfers_per_s``.
-3. ``hot``: the same, every transfer crediting one account: ``hot_account_transfers_per_s``.
+3. ``hot``: the same, every transfer crediting one account opened ``hot`` (see
+   ``settlement.models.AccountDelta``): ``hot_account_transfers_per_s``.
 4. ``rest``: ``POST /v1/transfers`` (an operator key, a transfer id per request) from 16
    closed-loop clients against ``hub serve`` (gunicorn sync workers): ``rest_transfers_per_s``
    and ``rest_p50_ms`` / ``rest_p99_ms``, next to ``GET /v1/health`` at the same concurrency.

@@ -69,12 +69,7 @@ class BalancesOut(serializers.Serializer):
 
 
 def balances(account: Account, columns: tuple[int, int, int, int] | None = None) -> dict[str, str]:
-    dp, cp, dpe, cpe = columns or (
-        account.debits_posted,
-        account.credits_posted,
-        account.debits_pending,
-        account.credits_pending,
-    )
+    dp, cp, dpe, cpe = columns or account.balance_columns
     posted, pending, available = on_normal_side(account.normal_balance, dp, cp, dpe, cpe)
     currency = account.currency
     return {
@@ -99,6 +94,7 @@ class AccountOut(serializers.Serializer):
     normal_balance = serializers.ChoiceField(choices=["debit", "credit"])
     debits_must_not_exceed_credits = serializers.BooleanField()
     credits_must_not_exceed_debits = serializers.BooleanField()
+    hot = serializers.BooleanField()
     balances = BalancesOut()
     version = serializers.IntegerField()
     reference = serializers.CharField()
@@ -116,8 +112,9 @@ class AccountOut(serializers.Serializer):
             "normal_balance": account.normal_balance,
             "debits_must_not_exceed_credits": account.debits_must_not_exceed_credits,
             "credits_must_not_exceed_debits": account.credits_must_not_exceed_debits,
+            "hot": account.hot,
             "balances": balances(account),
-            "version": account.version,
+            "version": account.current_version,
             "reference": account.reference,
             "metadata": account.metadata,
             "created_at": _timestamp(account.created_at),
@@ -207,6 +204,12 @@ class AccountListView(HubAPIView):
         kind = serializers.ChoiceField(choices=Account.Kind.choices)
         debits_must_not_exceed_credits = serializers.BooleanField(required=False)
         credits_must_not_exceed_debits = serializers.BooleanField(required=False)
+        hot = serializers.BooleanField(
+            required=False,
+            default=False,
+            help_text="Many transfers touch it at once: moves no flag could refuse do not wait "
+            "for the account.",
+        )
         reference = serializers.CharField(max_length=128, required=False, default="")
         metadata = MetadataField(required=False)
 
@@ -240,6 +243,10 @@ class AccountListView(HubAPIView):
         data.is_valid(raise_exception=True)
         values = dict(data.validated_data)
         account = account_create(actor=self.actor, owner_id=values.pop("owner", None), **values)
+        # Just opened: nothing waits beside it.
+        account.unfolded_debits_posted = account.unfolded_credits_posted = 0
+        account.unfolded_debits_pending = account.unfolded_credits_pending = 0
+        account.unfolded_transfers = 0
         return Response(AccountOut(account).data, status=201)
 
 

@@ -73,11 +73,12 @@ def account_create(
     kind: str,
     debits_must_not_exceed_credits: bool | None = None,
     credits_must_not_exceed_debits: bool | None = None,
+    hot: bool = False,
     reference: str = "",
     metadata: Mapping[str, str] | None = None,
 ) -> Account:
     """An account for ``owner_id`` (the caller if None). A merchant opens its own settlement
-    accounts; the operator opens any account for anyone."""
+    accounts; the operator opens any account for anyone. ``hot``: see ``Account.hot``."""
     currency = check_currency(currency)
     if owner_id is None or owner_id == actor.participant.pk:
         owner = actor.participant
@@ -131,6 +132,7 @@ def account_create(
         kind=kind,
         debits_must_not_exceed_credits=dnec,
         credits_must_not_exceed_debits=cned,
+        hot=hot,
         reference=reference,
         metadata=dict(metadata or {}),
     )
@@ -923,6 +925,13 @@ _LOCK = (
     "WHERE id = ANY(%s) AND livemode = %s ORDER BY id FOR NO KEY UPDATE"
 )
 
+# What waits beside each account (``AccountDelta``), in the order of ``_BALANCE_COLUMNS``.
+_UNFOLDED = (
+    "SELECT account_id, sum(debits_posted)::bigint, sum(credits_posted)::bigint,"
+    " sum(debits_pending)::bigint, sum(credits_pending)::bigint"
+    " FROM settlement_accountdelta WHERE account_id = ANY(%s) GROUP BY account_id"
+)
+
 
 def _ids(specs: Sequence[TransferSpec], run: int = 500) -> Iterator[str]:
     """Each item's transfer id: the caller's, or one the hub makes. The hub's are made a run at
@@ -954,13 +963,25 @@ def _lock(account_ids: Iterable[str], livemode: bool) -> dict[str, _Balance]:
             .order_by("pk")
             .values_list(*_BALANCE_COLUMNS)
         )
-    else:
-        # The ids as one array parameter: the ORM's IN (%s, %s, ...) of a thousand accounts
-        # costs more to build and parse than the query takes.
-        connection.ensure_connection()
-        with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
-            rows = cursor.execute(_LOCK, [ids, livemode]).fetchall()
-    return {row[0]: _Balance(*row[1:]) for row in rows}
+        return {row[0]: _Balance(*row[1:]) for row in rows}
+    # The ids as one array parameter: the ORM's IN (%s, %s, ...) of a thousand accounts costs
+    # more to build and parse than the query takes.
+    connection.ensure_connection()
+    with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
+        rows = cursor.execute(_LOCK, [ids, livemode]).fetchall()
+        # Read once the accounts are ours, by a statement of its own (which sees the deltas as
+        # the lock leaves them): nobody folds them meanwhile, and what is added only adds to
+        # what the batch may spend.
+        unfolded = cursor.execute(_UNFOLDED, [ids]).fetchall()
+    balances = {row[0]: _Balance(*row[1:]) for row in rows}
+    for account_id, *columns in unfolded:
+        balance = balances.get(account_id)
+        if balance is not None:
+            balance.debits_posted += columns[0]
+            balance.credits_posted += columns[1]
+            balance.debits_pending += columns[2]
+            balance.credits_pending += columns[3]
+    return balances
 
 
 def _apply(balances: dict[str, _Balance], row: TransferSpec) -> None:

@@ -6,6 +6,12 @@ Modelled on TigerBeetle's accounts and transfers, inside the database:
   trigger on ``settlement_transfer`` adds each inserted transfer to both of its accounts (one
   aggregate update per account and statement on PostgreSQL), so a balance is always the sum of
   its transfers and, per currency, debits always equal credits.
+- On a ``hot`` account, a move that no flag of the account could refuse (a credit to an
+  account that may not be overdrawn, say) does not wait for the account when another
+  transaction holds it: on PostgreSQL it is kept beside the account as an ``AccountDelta`` and
+  folded into the columns by the next transfer that takes the account's lock. An account's
+  balance is its columns plus its deltas (``Account.objects.with_balances()``,
+  ``Account.balance_columns``).
 - A transfer moves a positive amount between two accounts of its currency and mode. It is never
   updated or deleted (a trigger refuses); a mistake is corrected by another transfer that names
   it in ``corrects``.
@@ -19,12 +25,32 @@ The migrations hold the triggers, for PostgreSQL and for SQLite (the embedded de
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.db import models
-from django.db.models import F, Q
+from django.db.models import F, OuterRef, Q, Subquery, Sum
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from hub.ids import IdFactory
 from hub.models import Participant
+
+_BALANCES = ("debits_posted", "credits_posted", "debits_pending", "credits_pending")
+
+
+class AccountQuerySet(models.QuerySet["Account"]):
+    def with_balances(self) -> AccountQuerySet:
+        """The accounts with their deltas not yet folded, read by the same statement as their
+        columns (a fold between two statements would count its deltas twice, or not at all)."""
+        deltas = AccountDelta.objects.filter(account=OuterRef("pk")).values("account")
+        return self.annotate(
+            **{
+                f"unfolded_{name}": Coalesce(
+                    Subquery(deltas.annotate(total=Sum(name)).values("total")), 0
+                )
+                for name in (*_BALANCES, "transfers")
+            }
+        )
 
 
 class Account(models.Model):
@@ -61,15 +87,21 @@ class Account(models.Model):
     # TigerBeetle's flags: the account may never be overdrawn on its normal side.
     debits_must_not_exceed_credits = models.BooleanField(default=False)
     credits_must_not_exceed_debits = models.BooleanField(default=False)
+    # Set at opening: moves that no flag could refuse do not wait for the account's lock (see
+    # ``AccountDelta``); for an account that many transfers touch at once.
+    hot = models.BooleanField(default=False)
     debits_posted = models.BigIntegerField(default=0)
     credits_posted = models.BigIntegerField(default=0)
     debits_pending = models.BigIntegerField(default=0)
     credits_pending = models.BigIntegerField(default=0)
-    # Bumped by every transfer that touches the account.
+    # Bumped by every transfer that touches the account. These five columns are the folded part
+    # of the account; ``balance_columns`` and ``current_version`` add what is waiting beside it.
     version = models.BigIntegerField(default=0)
     reference = models.CharField(max_length=128, blank=True, default="")
     metadata = models.JSONField(default=dict)
     created_at = models.DateTimeField(default=timezone.now)
+
+    objects = AccountQuerySet.as_manager()
 
     class Meta:
         constraints = [
@@ -100,6 +132,39 @@ class Account(models.Model):
         indexes = [models.Index(fields=["owner", "currency"], name="account_owner_currency")]
 
     @property
+    def balance_columns(self) -> tuple[int, int, int, int]:
+        """(debits_posted, credits_posted, debits_pending, credits_pending) with the account's
+        deltas: from ``with_balances()`` if it was read so, else read now."""
+        if not hasattr(self, "unfolded_transfers"):
+            self._read_balances()
+        return (
+            self.debits_posted + self.unfolded_debits_posted,
+            self.credits_posted + self.unfolded_credits_posted,
+            self.debits_pending + self.unfolded_debits_pending,
+            self.credits_pending + self.unfolded_credits_pending,
+        )
+
+    @property
+    def current_version(self) -> int:
+        """``version`` with the transfers waiting in deltas."""
+        if not hasattr(self, "unfolded_transfers"):
+            self._read_balances()
+        return self.version + self.unfolded_transfers
+
+    def refresh_from_db(self, *args: Any, **kwargs: Any) -> None:
+        super().refresh_from_db(*args, **kwargs)
+        # The deltas read with the old columns go with them.
+        for name in (*_BALANCES, "transfers"):
+            self.__dict__.pop(f"unfolded_{name}", None)
+
+    def _read_balances(self) -> None:
+        names = (*_BALANCES, "version")
+        unfolded = tuple(f"unfolded_{name}" for name in (*_BALANCES, "transfers"))
+        row = Account.objects.with_balances().filter(pk=self.pk).values_list(*names, *unfolded)
+        for name, value in zip((*names, *unfolded), row.get(), strict=True):
+            setattr(self, name, value)
+
+    @property
     def normal_balance(self) -> str:
         return "debit" if self.kind in self.DEBIT_NORMAL else "credit"
 
@@ -118,13 +183,32 @@ class Account(models.Model):
         return self._on_normal_side()[2]
 
     def _on_normal_side(self) -> tuple[int, int, int]:
-        return on_normal_side(
-            self.normal_balance,
-            self.debits_posted,
-            self.credits_posted,
-            self.debits_pending,
-            self.credits_pending,
-        )
+        return on_normal_side(self.normal_balance, *self.balance_columns)
+
+    # Set by ``with_balances()``.
+    unfolded_debits_posted: int
+    unfolded_credits_posted: int
+    unfolded_debits_pending: int
+    unfolded_credits_pending: int
+    unfolded_transfers: int
+
+
+class AccountDelta(models.Model):
+    """A move applied to an account without its lock, waiting to be folded into its columns
+    (see ``Account``). PostgreSQL's transfer trigger writes and folds them, under the account's
+    lock; elsewhere there are none. Its columns are never negative."""
+
+    account = models.ForeignKey(
+        Account, on_delete=models.PROTECT, related_name="+", db_constraint=False, db_index=False
+    )
+    debits_posted = models.BigIntegerField()
+    credits_posted = models.BigIntegerField()
+    debits_pending = models.BigIntegerField()
+    credits_pending = models.BigIntegerField()
+    transfers = models.BigIntegerField()
+
+    class Meta:
+        indexes = [models.Index(fields=["account"], name="account_delta_account")]
 
 
 def on_normal_side(

@@ -281,7 +281,10 @@ def _held(run_id: str, token: str) -> SettlementRun | None:
     starts with it, so that a worker whose run was taken over stops before writing, and chunks
     and the run's completion follow one another."""
     run = (
-        SettlementRun.objects.select_for_update()
+        # The run's row only: a lock on its institution's would hold up every foreign-key check
+        # on it (a ledger write re-checks its account's owner), and so every writer to that
+        # institution's accounts, while the run waits for those accounts.
+        SettlementRun.objects.select_for_update(of=("self",))
         .select_related("institution")
         .filter(pk=run_id, status=SettlementRun.Status.RUNNING, lease_token=token)
         .first()

@@ -11,7 +11,7 @@ from settlement.models import Account, Transfer
 
 
 def accounts_visible(*, actor: Principal) -> QuerySet[Account]:
-    queryset = Account.objects.filter(livemode=actor.livemode)
+    queryset = Account.objects.with_balances().filter(livemode=actor.livemode)
     return queryset if actor.is_operator else queryset.filter(owner=actor.participant)
 
 

@@ -21,6 +21,7 @@ def open_account(
     owner: Participant | None = None,
     debits_must_not_exceed_credits: bool | None = None,
     credits_must_not_exceed_debits: bool | None = None,
+    hot: bool = False,
 ) -> Account:
     """An account opened by the operator for ``owner`` (a new participant of the right role)."""
     if owner is None:
@@ -38,18 +39,16 @@ def open_account(
         kind=kind,
         debits_must_not_exceed_credits=debits_must_not_exceed_credits,
         credits_must_not_exceed_debits=credits_must_not_exceed_debits,
+        hot=hot,
     )
 
 
 def columns(account: Account) -> tuple[int, int, int, int]:
-    """(debits_posted, credits_posted, debits_pending, credits_pending) as stored now."""
+    """(debits_posted, credits_posted, debits_pending, credits_pending) now: the account's
+    columns with its deltas not yet folded, read by one statement. ``account`` is refreshed as
+    well."""
     account.refresh_from_db()
-    return (
-        account.debits_posted,
-        account.credits_posted,
-        account.debits_pending,
-        account.credits_pending,
-    )
+    return Account.objects.with_balances().get(pk=account.pk).balance_columns
 
 
 def replayed(account: Account) -> tuple[int, int, int, int]:
