@@ -20,6 +20,30 @@ from django.db import migrations, models
 
 _SPEED = importlib.import_module("settlement.migrations.0005_ledger_speed")
 
+# The statement's moves, one row per account: its four columns' changes and how many transfers
+# they sum.
+MOVES = """(
+    SELECT account_id, sum(dp) AS dp, sum(cp) AS cp, sum(dpe) AS dpe, sum(cpe) AS cpe,
+           count(*) AS n
+      FROM (
+        SELECT debit_account_id AS account_id,
+               CASE WHEN type IN ('single', 'post') THEN amount ELSE 0 END AS dp,
+               0::bigint AS cp,
+               CASE WHEN type = 'pending' THEN amount ELSE -coalesce(pending_amount, 0) END
+                 AS dpe,
+               0::bigint AS cpe
+          FROM inserted
+        UNION ALL
+        SELECT credit_account_id,
+               0::bigint,
+               CASE WHEN type IN ('single', 'post') THEN amount ELSE 0 END,
+               0::bigint,
+               CASE WHEN type = 'pending' THEN amount ELSE -coalesce(pending_amount, 0) END
+          FROM inserted
+      ) moves
+     GROUP BY account_id
+)"""
+
 APPLY = """
     CREATE OR REPLACE FUNCTION settlement_transfer_apply() RETURNS trigger LANGUAGE plpgsql AS $$
     DECLARE
@@ -78,26 +102,7 @@ APPLY = """
                debits_pending = a.debits_pending + d.dpe,
                credits_pending = a.credits_pending + d.cpe,
                version = a.version + d.n
-          FROM (SELECT account_id, sum(dp) AS dp, sum(cp) AS cp, sum(dpe) AS dpe, sum(cpe) AS cpe,
-                       count(*) AS n
-                  FROM (
-                    SELECT debit_account_id AS account_id,
-                           CASE WHEN type IN ('single', 'post') THEN amount ELSE 0 END AS dp,
-                           0::bigint AS cp,
-                           CASE WHEN type = 'pending' THEN amount
-                                ELSE -coalesce(pending_amount, 0) END AS dpe,
-                           0::bigint AS cpe
-                      FROM inserted
-                    UNION ALL
-                    SELECT credit_account_id,
-                           0::bigint,
-                           CASE WHEN type IN ('single', 'post') THEN amount ELSE 0 END,
-                           0::bigint,
-                           CASE WHEN type = 'pending' THEN amount
-                                ELSE -coalesce(pending_amount, 0) END
-                      FROM inserted
-                  ) moves
-                 GROUP BY account_id) d
+          FROM {moves} d
          WHERE a.id = d.account_id;
         RETURN NULL;
       END IF;
@@ -110,32 +115,13 @@ APPLY = """
                            AND NOT (a.credits_must_not_exceed_debits AND s.cp + s.cpe > 0)
                           )::settlement_move)
         INTO moves
-        FROM (SELECT account_id, sum(dp) AS dp, sum(cp) AS cp, sum(dpe) AS dpe, sum(cpe) AS cpe,
-                 count(*) AS n
-            FROM (
-              SELECT debit_account_id AS account_id,
-                     CASE WHEN type IN ('single', 'post') THEN amount ELSE 0 END AS dp,
-                     0::bigint AS cp,
-                     CASE WHEN type = 'pending' THEN amount
-                          ELSE -coalesce(pending_amount, 0) END AS dpe,
-                     0::bigint AS cpe
-                FROM inserted
-              UNION ALL
-              SELECT credit_account_id,
-                     0::bigint,
-                     CASE WHEN type IN ('single', 'post') THEN amount ELSE 0 END,
-                     0::bigint,
-                     CASE WHEN type = 'pending' THEN amount
-                          ELSE -coalesce(pending_amount, 0) END
-                FROM inserted
-            ) moves
-           GROUP BY account_id) s
+        FROM {moves} s
         JOIN settlement_account a ON a.id = s.account_id;
       PERFORM settlement_account_apply(moves);
       RETURN NULL;
     END
     $$
-"""
+""".replace("{moves}", MOVES)
 
 # The moves of a statement that names a hot account, applied: called by the trigger (only its
 # updates pass the accounts' guard). Its statements take arrays as parameters; generic plans are
