@@ -195,8 +195,8 @@ class Account(models.Model):
 
 class AccountDelta(models.Model):
     """A move applied to an account without its lock, waiting to be folded into its columns
-    (see ``Account``). PostgreSQL's transfer trigger writes and folds them, under the account's
-    lock; elsewhere there are none. Its columns are never negative."""
+    (see ``Account``). Only PostgreSQL's transfer trigger writes them, and folds them under the
+    account's lock; elsewhere there are none. Its columns are never negative."""
 
     account = models.ForeignKey(
         Account, on_delete=models.PROTECT, related_name="+", db_constraint=False, db_index=False
@@ -208,6 +208,16 @@ class AccountDelta(models.Model):
     transfers = models.BigIntegerField()
 
     class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(debits_posted__gte=0)
+                & Q(credits_posted__gte=0)
+                & Q(debits_pending__gte=0)
+                & Q(credits_pending__gte=0)
+                & Q(transfers__gt=0),
+                name="account_delta_not_negative",
+            )
+        ]
         indexes = [models.Index(fields=["account"], name="account_delta_account")]
 
 

@@ -18,6 +18,7 @@ from typing import Any
 
 from django.db import migrations, models
 
+_TRIGGERS = importlib.import_module("settlement.migrations.0002_ledger_triggers")
 _SPEED = importlib.import_module("settlement.migrations.0005_ledger_speed")
 
 # The statement's moves, one row per account: its four columns' changes and how many transfers
@@ -88,7 +89,7 @@ APPLY = """
           RAISE EXCEPTION 'ledger:resolution_mismatch:%', offending USING ERRCODE = '23514';
         END IF;
       END IF;
-      IF NOT any_hot THEN
+      IF NOT coalesce(any_hot, false) THEN
         -- Checked first, locked last: an account's currency and mode never change, so the
         -- checks need no lock, and a busy account is held only for its update and the commit.
         PERFORM 1 FROM settlement_account a
@@ -135,17 +136,16 @@ APPLY_MOVES = """
       locked_ids text[];
     BEGIN
       -- Locked last, so that a busy account is held only from here to the commit. The
-      -- waited-for accounts first (a target list is evaluated in order): nothing taken without
-      -- waiting is held while waiting, so no deadlock comes of it.
-      SELECT (SELECT array_agg(w.id)
-                FROM (SELECT a.id FROM settlement_account a
-                       WHERE a.id IN (SELECT m.account_id FROM unnest(moves) m WHERE NOT m.free)
-                       ORDER BY a.id FOR NO KEY UPDATE) w),
-             (SELECT array_agg(f.id)
-                FROM (SELECT a.id FROM settlement_account a
-                       WHERE a.id IN (SELECT m.account_id FROM unnest(moves) m WHERE m.free)
-                         FOR NO KEY UPDATE SKIP LOCKED) f)
-        INTO waited_ids, taken_ids;
+      -- waited-for accounts first, in id order: nothing taken without waiting is held while
+      -- waiting, so no deadlock comes of it.
+      SELECT array_agg(w.id) INTO waited_ids
+        FROM (SELECT a.id FROM settlement_account a
+               WHERE a.id IN (SELECT m.account_id FROM unnest(moves) m WHERE NOT m.free)
+               ORDER BY a.id FOR NO KEY UPDATE) w;
+      SELECT array_agg(f.id) INTO taken_ids
+        FROM (SELECT a.id FROM settlement_account a
+               WHERE a.id IN (SELECT m.account_id FROM unnest(moves) m WHERE m.free)
+                 FOR NO KEY UPDATE SKIP LOCKED) f;
       locked_ids := coalesce(waited_ids, '{}') || coalesce(taken_ids, '{}');
       -- Fold what waits beside the accounts now held: the checks below then see all of it.
       IF EXISTS (SELECT 1 FROM settlement_accountdelta d WHERE d.account_id = ANY(locked_ids))
@@ -203,10 +203,54 @@ STORAGE = """
     )
 """
 
+# Only the ledger's triggers write deltas (one level down, or two from a fold's delete); and an
+# account's hot flag and overdraft flags, which decide what may wait beside it, never change.
+GUARDS = """
+    CREATE FUNCTION settlement_accountdelta_guard() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+      RAISE EXCEPTION 'ledger:delta_written_directly' USING ERRCODE = '23514';
+    END
+    $$;
+    CREATE TRIGGER settlement_accountdelta_guard
+      BEFORE INSERT OR UPDATE OR DELETE ON settlement_accountdelta
+      FOR EACH ROW WHEN (pg_trigger_depth() = 0)
+      EXECUTE FUNCTION settlement_accountdelta_guard();
+    CREATE OR REPLACE FUNCTION settlement_account_guard() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+      IF (NEW.currency, NEW.livemode, NEW.kind, NEW.owner_id)
+         IS DISTINCT FROM (OLD.currency, OLD.livemode, OLD.kind, OLD.owner_id) THEN
+        RAISE EXCEPTION 'ledger:account_identity_immutable' USING ERRCODE = '23514';
+      END IF;
+      IF (NEW.hot, NEW.debits_must_not_exceed_credits, NEW.credits_must_not_exceed_debits)
+         IS DISTINCT FROM
+         (OLD.hot, OLD.debits_must_not_exceed_credits, OLD.credits_must_not_exceed_debits) THEN
+        RAISE EXCEPTION 'ledger:account_flags_immutable' USING ERRCODE = '23514';
+      END IF;
+      IF pg_trigger_depth() < 2 AND
+         (NEW.debits_posted, NEW.credits_posted, NEW.debits_pending, NEW.credits_pending,
+          NEW.version)
+         IS DISTINCT FROM
+         (OLD.debits_posted, OLD.credits_posted, OLD.debits_pending, OLD.credits_pending,
+          OLD.version) THEN
+        RAISE EXCEPTION 'ledger:balance_written_directly' USING ERRCODE = '23514';
+      END IF;
+      RETURN NEW;
+    END
+    $$
+"""
+
+# The guard as 0002 made it.
+GUARD_BEFORE = next(
+    sql.replace("CREATE FUNCTION", "CREATE OR REPLACE FUNCTION", 1)
+    for sql in _TRIGGERS.PG_FORWARD
+    if "FUNCTION settlement_account_guard()" in sql
+)
+
 # Back to 0005: what waits is folded first (past the guard, which lets only triggers write
 # balances).
 FOLD_ALL = """
     ALTER TABLE settlement_account DISABLE TRIGGER settlement_account_guard;
+    ALTER TABLE settlement_accountdelta DISABLE TRIGGER settlement_accountdelta_guard;
     WITH folded AS (DELETE FROM settlement_accountdelta RETURNING *)
     UPDATE settlement_account a
        SET debits_posted = a.debits_posted + f.dp, credits_posted = a.credits_posted + f.cp,
@@ -217,6 +261,8 @@ FOLD_ALL = """
               FROM folded GROUP BY account_id) f
      WHERE a.id = f.account_id;
     ALTER TABLE settlement_account ENABLE TRIGGER settlement_account_guard;
+    DROP TRIGGER settlement_accountdelta_guard ON settlement_accountdelta;
+    DROP FUNCTION settlement_accountdelta_guard();
 """
 
 
@@ -226,6 +272,7 @@ def _forward(apps: Any, schema_editor: Any) -> None:
         schema_editor.execute(MOVE_TYPE, params=None)
         schema_editor.execute(APPLY_MOVES, params=None)
         schema_editor.execute(APPLY, params=None)
+        schema_editor.execute(GUARDS, params=None)
 
 
 def _backward(apps: Any, schema_editor: Any) -> None:
@@ -234,6 +281,7 @@ def _backward(apps: Any, schema_editor: Any) -> None:
         schema_editor.execute("DROP FUNCTION settlement_account_apply", params=None)
         schema_editor.execute("DROP TYPE settlement_move", params=None)
         schema_editor.execute(FOLD_ALL, params=None)
+        schema_editor.execute(GUARD_BEFORE, params=None)
 
 
 # Added in place on both databases: altering the table through the ORM would make SQLite
@@ -290,6 +338,18 @@ class Migration(migrations.Migration):
             ],
             options={
                 "indexes": [models.Index(fields=["account"], name="account_delta_account")],
+                "constraints": [
+                    models.CheckConstraint(
+                        condition=models.Q(
+                            ("debits_posted__gte", 0),
+                            ("credits_posted__gte", 0),
+                            ("debits_pending__gte", 0),
+                            ("credits_pending__gte", 0),
+                            ("transfers__gt", 0),
+                        ),
+                        name="account_delta_not_negative",
+                    )
+                ],
             },
         ),
         migrations.RunPython(_forward, _backward),

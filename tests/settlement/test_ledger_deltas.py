@@ -13,7 +13,7 @@ from contextlib import contextmanager
 
 import psycopg
 import pytest
-from django.db import connection
+from django.db import DatabaseError, connection, transaction
 
 from hub import errors
 from settlement.ledger import (
@@ -87,15 +87,17 @@ def books(tenants: dict[str, Tenant]) -> dict[str, Account]:
 
 def test_a_credit_to_a_held_account_is_kept_beside_it_and_read_at_once(books, api: Api, tenants):
     payer, hot = books["payer"], books["hot"]
-    with connection.cursor() as cursor:
-        # Were the credit to wait for the lock, this would fail it.
-        cursor.execute("SET lock_timeout = '2s'")
     with held(hot):
-        move(payer, hot, 30_00)
+        with connection.cursor() as cursor:
+            # Were the credit to wait for the lock, this would fail it.
+            cursor.execute("SET lock_timeout = '2s'")
+            try:
+                move(payer, hot, 30_00)
+            finally:
+                cursor.execute("RESET lock_timeout")
         # The account's row is untouched; the debited account was updated in place.
         assert stored(hot) == (0, 0, 0, 0, 0)
         assert deltas(hot) == [(0, 30_00, 0, 0, 1)]
-        assert deltas(payer) == []
         assert stored(payer) == (30_00, 100_00, 0, 0, 2)
         # Every balance read counts it.
         assert columns(hot) == (0, 30_00, 0, 0)
@@ -106,8 +108,6 @@ def test_a_credit_to_a_held_account_is_kept_beside_it_and_read_at_once(books, ap
         assert (body["version"], body["balances"]["posted"]) == (1, "30.00")
         listed = api.get("/v1/accounts?limit=100", key=tenants["operator"].key).json()["data"]
         assert {a["id"]: a["balances"]["credits_posted"] for a in listed}[hot.pk] == "30.00"
-    with connection.cursor() as cursor:
-        cursor.execute("RESET lock_timeout")
     # The next transfer that takes the account folds what waited beside it.
     move(payer, hot, 5_00)
     assert deltas(hot) == []
@@ -248,11 +248,12 @@ def test_one_account_credited_and_debited_from_many_threads_loses_nothing(books)
     for account in (equity, *sources):
         assert columns(account) == replayed(account)
     # Per currency, debits equal credits with every delta counted.
-    totals = [0, 0, 0, 0]
+    totals: dict[str, list[int]] = {}
     for account in Account.objects.with_balances():
+        sums = totals.setdefault(account.currency, [0, 0, 0, 0])
         for i, value in enumerate(account.balance_columns):
-            totals[i] += value
-    assert (totals[0] - totals[1], totals[2] - totals[3]) == (0, 0)
+            sums[i] += value
+    assert {c: (t[0] - t[1], t[2] - t[3]) for c, t in totals.items()} == {"CNY": (0, 0)}
 
 
 def test_an_account_is_opened_hot_over_the_api(api: Api, tenants):
@@ -272,3 +273,30 @@ def test_an_account_is_opened_hot_over_the_api(api: Api, tenants):
     assert refused.status_code == 400
     assert refused.json()["error"]["param"] == "hot"
     assert Account.objects.count() == before
+
+
+def test_deltas_and_the_flags_that_decide_them_are_the_ledgers_alone(books):
+    hot = books["hot"]
+    with held(hot):
+        move(books["payer"], hot, 4_00)
+    [delta] = AccountDelta.objects.filter(account=hot)
+    for write in (
+        lambda: AccountDelta.objects.create(
+            account=hot,
+            debits_posted=0,
+            credits_posted=1_00,
+            debits_pending=0,
+            credits_pending=0,
+            transfers=1,
+        ),
+        lambda: AccountDelta.objects.filter(pk=delta.pk).update(credits_posted=9_00),
+        lambda: AccountDelta.objects.filter(pk=delta.pk).delete(),
+    ):
+        with pytest.raises(DatabaseError, match="delta_written_directly"), transaction.atomic():
+            write()
+    for flags in ({"hot": False}, {"debits_must_not_exceed_credits": False}):
+        with pytest.raises(DatabaseError, match="account_flags_immutable"), transaction.atomic():
+            Account.objects.filter(pk=hot.pk).update(**flags)
+    assert deltas(hot) == [(0, 4_00, 0, 0, 1)]
+    assert stored(hot) == (0, 0, 0, 0, 0)
+    assert Account.objects.get(pk=hot.pk).hot is True
