@@ -75,6 +75,7 @@ def test_a_merchant_opens_its_settlement_accounts(api, tenants, books):
         "normal_balance": "credit",
         "debits_must_not_exceed_credits": True,
         "credits_must_not_exceed_debits": False,
+        "hot": False,
         "balances": {
             "currency": "CNY",
             "posted": "0.00",
