@@ -38,6 +38,10 @@ from hub.models import Participant
 _BALANCES = ("debits_posted", "credits_posted", "debits_pending", "credits_pending")
 
 
+def _balances_not_negative() -> Q:
+    return Q(*[(f"{name}__gte", 0) for name in _BALANCES])
+
+
 class AccountQuerySet(models.QuerySet["Account"]):
     def with_balances(self) -> AccountQuerySet:
         """The accounts with their deltas not yet folded, read by the same statement as their
@@ -106,11 +110,7 @@ class Account(models.Model):
     class Meta:
         constraints = [
             models.CheckConstraint(
-                condition=Q(debits_posted__gte=0)
-                & Q(credits_posted__gte=0)
-                & Q(debits_pending__gte=0)
-                & Q(credits_pending__gte=0),
-                name="account_balances_not_negative",
+                condition=_balances_not_negative(), name="account_balances_not_negative"
             ),
             models.CheckConstraint(
                 condition=~(
@@ -210,11 +210,7 @@ class AccountDelta(models.Model):
     class Meta:
         constraints = [
             models.CheckConstraint(
-                condition=Q(debits_posted__gte=0)
-                & Q(credits_posted__gte=0)
-                & Q(debits_pending__gte=0)
-                & Q(credits_pending__gte=0)
-                & Q(transfers__gt=0),
+                condition=_balances_not_negative() & Q(transfers__gt=0),
                 name="account_delta_not_negative",
             )
         ]
