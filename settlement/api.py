@@ -224,7 +224,7 @@ class AccountListView(HubAPIView):
         operation_id="accounts_list",
     )
     def get(self, request: Request) -> Response:
-        queryset = accounts_visible(actor=self.actor)
+        queryset = accounts_visible(actor=self.actor).with_balances()
         kind = choice_param(request, "kind", Account.Kind.values)
         if kind:
             queryset = queryset.filter(kind=kind)
@@ -243,10 +243,6 @@ class AccountListView(HubAPIView):
         data.is_valid(raise_exception=True)
         values = dict(data.validated_data)
         account = account_create(actor=self.actor, owner_id=values.pop("owner", None), **values)
-        # Just opened: nothing waits beside it.
-        account.unfolded_debits_posted = account.unfolded_credits_posted = 0
-        account.unfolded_debits_pending = account.unfolded_credits_pending = 0
-        account.unfolded_transfers = 0
         return Response(AccountOut(account).data, status=201)
 
 
@@ -255,7 +251,8 @@ class AccountDetailView(HubAPIView):
 
     @extend_schema(responses=AccountOut, operation_id="accounts_retrieve")
     def get(self, request: Request, account_id: str) -> Response:
-        return Response(AccountOut(account_get(actor=self.actor, account_id=account_id)).data)
+        account = account_get(actor=self.actor, account_id=account_id, balances=True)
+        return Response(AccountOut(account).data)
 
 
 class AccountBalanceView(HubAPIView):
@@ -277,7 +274,7 @@ class AccountBalanceView(HubAPIView):
         operation_id="accounts_balance",
     )
     def get(self, request: Request, account_id: str) -> Response:
-        account = account_get(actor=self.actor, account_id=account_id)
+        account = account_get(actor=self.actor, account_id=account_id, balances=True)
         at = _time_param(request, "at")
         if at is None:
             columns = None

@@ -7,16 +7,20 @@ from django.db.models import OuterRef, Q, QuerySet, Subquery
 
 from hub import errors
 from hub.principal import Principal
-from settlement.models import Account, Transfer
+from settlement.models import Account, AccountQuerySet, Transfer
 
 
-def accounts_visible(*, actor: Principal) -> QuerySet[Account]:
-    queryset = Account.objects.with_balances().filter(livemode=actor.livemode)
+def accounts_visible(*, actor: Principal) -> AccountQuerySet:
+    queryset = Account.objects.filter(livemode=actor.livemode)
     return queryset if actor.is_operator else queryset.filter(owner=actor.participant)
 
 
-def account_get(*, actor: Principal, account_id: str) -> Account:
-    account = accounts_visible(actor=actor).filter(pk=account_id).first()
+def account_get(*, actor: Principal, account_id: str, balances: bool = False) -> Account:
+    """``balances``: read with what waits beside it (``AccountQuerySet.with_balances``)."""
+    queryset = accounts_visible(actor=actor)
+    if balances:
+        queryset = queryset.with_balances()
+    account = queryset.filter(pk=account_id).first()
     if account is None:
         raise errors.NotFound()
     return account

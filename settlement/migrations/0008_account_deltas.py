@@ -124,6 +124,19 @@ APPLY = """
     $$
 """.replace("{moves}", MOVES)
 
+# The deltas that ``where`` picks, deleted and added to their accounts' columns.
+FOLD = """
+    WITH folded AS (DELETE FROM settlement_accountdelta d {where} RETURNING d.*)
+    UPDATE settlement_account a
+       SET debits_posted = a.debits_posted + f.dp, credits_posted = a.credits_posted + f.cp,
+           debits_pending = a.debits_pending + f.dpe, credits_pending = a.credits_pending + f.cpe,
+           version = a.version + f.n
+      FROM (SELECT account_id, sum(debits_posted) AS dp, sum(credits_posted) AS cp,
+                   sum(debits_pending) AS dpe, sum(credits_pending) AS cpe, sum(transfers) AS n
+              FROM folded GROUP BY account_id) f
+     WHERE a.id = f.account_id
+"""
+
 # The moves of a statement that names a hot account, applied: called by the trigger (only its
 # updates pass the accounts' guard). Its statements take arrays as parameters; generic plans are
 # made once per connection, where custom ones would be made at every transfer.
@@ -150,22 +163,7 @@ APPLY_MOVES = """
       -- Fold what waits beside the accounts now held: the checks below then see all of it.
       IF EXISTS (SELECT 1 FROM settlement_accountdelta d WHERE d.account_id = ANY(locked_ids))
       THEN
-        WITH folded AS (
-          DELETE FROM settlement_accountdelta d WHERE d.account_id = ANY(locked_ids)
-          RETURNING d.account_id, d.debits_posted, d.credits_posted, d.debits_pending,
-                    d.credits_pending, d.transfers
-        )
-        UPDATE settlement_account a
-           SET debits_posted = a.debits_posted + f.dp,
-               credits_posted = a.credits_posted + f.cp,
-               debits_pending = a.debits_pending + f.dpe,
-               credits_pending = a.credits_pending + f.cpe,
-               version = a.version + f.n
-          FROM (SELECT account_id, sum(debits_posted) AS dp, sum(credits_posted) AS cp,
-                       sum(debits_pending) AS dpe, sum(credits_pending) AS cpe,
-                       sum(transfers) AS n
-                  FROM folded GROUP BY account_id) f
-         WHERE a.id = f.account_id;
+        {fold_held};
       END IF;
       UPDATE settlement_account a
          SET debits_posted = a.debits_posted + m.dp,
@@ -185,7 +183,7 @@ APPLY_MOVES = """
       END IF;
     END
     $$
-"""
+""".replace("{fold_held}", FOLD.format(where="WHERE d.account_id = ANY(locked_ids)").strip())
 
 # One account's moves in a statement, as the trigger passes them between its statements.
 MOVE_TYPE = """
@@ -251,19 +249,11 @@ GUARD_BEFORE = next(
 FOLD_ALL = """
     ALTER TABLE settlement_account DISABLE TRIGGER settlement_account_guard;
     ALTER TABLE settlement_accountdelta DISABLE TRIGGER settlement_accountdelta_guard;
-    WITH folded AS (DELETE FROM settlement_accountdelta RETURNING *)
-    UPDATE settlement_account a
-       SET debits_posted = a.debits_posted + f.dp, credits_posted = a.credits_posted + f.cp,
-           debits_pending = a.debits_pending + f.dpe, credits_pending = a.credits_pending + f.cpe,
-           version = a.version + f.n
-      FROM (SELECT account_id, sum(debits_posted) AS dp, sum(credits_posted) AS cp,
-                   sum(debits_pending) AS dpe, sum(credits_pending) AS cpe, sum(transfers) AS n
-              FROM folded GROUP BY account_id) f
-     WHERE a.id = f.account_id;
+    {fold_all};
     ALTER TABLE settlement_account ENABLE TRIGGER settlement_account_guard;
     DROP TRIGGER settlement_accountdelta_guard ON settlement_accountdelta;
     DROP FUNCTION settlement_accountdelta_guard();
-"""
+""".replace("{fold_all}", FOLD.format(where="").strip())
 
 
 def _forward(apps: Any, schema_editor: Any) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from hub.models import Participant, Role
 from hub.principal import Principal
-from settlement.ledger import account_create
+from settlement.ledger import TransferSpec, account_create, transfer_create
 from settlement.models import Account, Transfer
 from tests.factories.core import make_participant, principal_for
 
@@ -65,3 +65,21 @@ def replayed(account: Account) -> tuple[int, int, int, int]:
         else:
             cp, cpe = cp + posted, cpe + pending
     return dp, cp, dpe, cpe
+
+
+def spec(debit: Account, credit: Account, amount: int, **fields: object) -> TransferSpec:
+    """A transfer of ``amount`` in the debit account's currency."""
+    return TransferSpec(
+        debit_account_id=debit.pk,
+        credit_account_id=credit.pk,
+        amount=amount,
+        currency=debit.currency,
+        **fields,  # type: ignore[arg-type]
+    )
+
+
+def move(debit: Account, credit: Account, amount: int, **fields: object) -> Transfer:
+    """A new transfer (``transfer_create``) of ``spec``."""
+    transfer, created = transfer_create(livemode=False, spec=spec(debit, credit, amount, **fields))
+    assert created
+    return transfer

@@ -23,7 +23,7 @@ from settlement.ledger import (
     transfers_create_batch,
 )
 from settlement.models import Account, Transfer
-from tests.factories.ledger import columns, open_account, replayed
+from tests.factories.ledger import columns, move, open_account, replayed, spec
 
 pytestmark = pytest.mark.django_db
 Kind = Account.Kind
@@ -38,21 +38,6 @@ def books() -> dict[str, Account]:
         "bob": open_account(),
         "won": open_account(currency="KRW"),
     }
-
-
-def move(debit: Account, credit: Account, amount: int, **fields: object) -> Transfer:
-    transfer, created = transfer_create(
-        livemode=False,
-        spec=TransferSpec(
-            debit_account_id=debit.pk,
-            credit_account_id=credit.pk,
-            amount=amount,
-            currency=debit.currency,
-            **fields,  # type: ignore[arg-type]
-        ),
-    )
-    assert created
-    return transfer
 
 
 def refused(debit: Account, credit: Account, amount: int, **fields: object) -> errors.HubError:
@@ -318,16 +303,6 @@ def test_a_timeout_belongs_to_a_pending_transfer(books):
 
 
 # --- batches ------------------------------------------------------------------------------------
-
-
-def spec(debit: Account, credit: Account, amount: int, **fields: object) -> TransferSpec:
-    return TransferSpec(
-        debit_account_id=debit.pk,
-        credit_account_id=credit.pk,
-        amount=amount,
-        currency=debit.currency,
-        **fields,  # type: ignore[arg-type]
-    )
 
 
 def test_a_batch_applies_in_order_with_one_answer_per_item(books):

@@ -17,14 +17,12 @@ from django.db import DatabaseError, connection, transaction
 
 from hub import errors
 from settlement.ledger import (
-    TransferSpec,
-    transfer_create,
     transfer_void,
     transfers_create_batch,
 )
 from settlement.models import Account, AccountDelta, Transfer
 from tests.conftest import Api, Tenant, needs_postgres
-from tests.factories.ledger import columns, open_account, replayed
+from tests.factories.ledger import columns, move, open_account, replayed, spec
 
 pytestmark = [needs_postgres, pytest.mark.django_db(transaction=True)]
 Kind = Account.Kind
@@ -39,20 +37,6 @@ def held(account: Account) -> Iterator[None]:
         )
         yield
         other.rollback()
-
-
-def move(debit: Account, credit: Account, amount: int, **extra: object) -> Transfer:
-    transfer, _ = transfer_create(
-        livemode=False,
-        spec=TransferSpec(
-            debit_account_id=debit.pk,
-            credit_account_id=credit.pk,
-            amount=amount,
-            currency="CNY",
-            **extra,  # type: ignore[arg-type]
-        ),
-    )
-    return transfer
 
 
 def stored(account: Account) -> tuple[int, int, int, int, int]:
@@ -143,15 +127,9 @@ def test_a_batch_spends_credits_waiting_beside_its_accounts(books):
         livemode=False,
         atomic=False,
         specs=[
-            TransferSpec(
-                debit_account_id=hot.pk, credit_account_id=payer.pk, amount=7_00, currency="CNY"
-            ),
-            TransferSpec(
-                debit_account_id=hot.pk, credit_account_id=payer.pk, amount=5_01, currency="CNY"
-            ),
-            TransferSpec(
-                debit_account_id=hot.pk, credit_account_id=payer.pk, amount=5_00, currency="CNY"
-            ),
+            spec(hot, payer, 7_00),
+            spec(hot, payer, 5_01),
+            spec(hot, payer, 5_00),
         ],
     )
     assert [(r.status, r.error and r.error.code) for r in results] == [
